@@ -18,7 +18,14 @@ ColumnType = Literal["string", "integer", "float", "boolean", "timestamp", "date
 """Logical type of a column."""
 
 DATASET_FORMATS: tuple[DatasetFormat, ...] = ("csv", "parquet", "sql")
-COLUMN_TYPES: tuple[ColumnType, ...] = ("string", "integer", "float", "boolean", "timestamp", "date")
+COLUMN_TYPES: tuple[ColumnType, ...] = (
+    "string",
+    "integer",
+    "float",
+    "boolean",
+    "timestamp",
+    "date",
+)
 
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 """Dataset and offer ids: 1-128 of lower-case letters, digits, '.', '_' and '-'."""

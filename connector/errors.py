@@ -26,7 +26,7 @@ _REASON_PREFIX = "ERROR_REASON_"
 
 REASONS: frozenset[str] = frozenset(
     name.removeprefix(_REASON_PREFIX)
-    for name in common_pb2.ErrorReason.keys()
+    for name in common_pb2.ErrorReason.DESCRIPTOR.values_by_name
     if name != "ERROR_REASON_UNSPECIFIED"
 )
 """Every reason declared in ``common.proto``, without the enum prefix."""
@@ -73,9 +73,7 @@ def invalid_argument(
 ) -> ConnectorError:
     """A malformed request; ``field_path`` names the field at fault."""
     violations = (FieldViolation(field_path, message),) if field_path else ()
-    return ConnectorError(
-        grpc.StatusCode.INVALID_ARGUMENT, reason, message, violations=violations
-    )
+    return ConnectorError(grpc.StatusCode.INVALID_ARGUMENT, reason, message, violations=violations)
 
 
 def not_found(reason: str, message: str, **metadata: str) -> ConnectorError:
@@ -118,10 +116,9 @@ def to_rpc_status(error: ConnectorError) -> grpc.Status:
             ]
         )
         details.append(_pack(bad_request))
-    status = status_pb2.Status(
-        code=error.code.value[0], message=error.message, details=details
-    )
-    return rpc_status.to_status(status)
+    status = status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
+    result: grpc.Status = rpc_status.to_status(status)
+    return result
 
 
 def from_rpc_error(exc: grpc.RpcError) -> ConnectorError:

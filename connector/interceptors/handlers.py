@@ -21,8 +21,8 @@ Around = Callable[[str, Any, grpc.ServicerContext, Behavior], Any]
 
 
 def wrap_handler(
-    handler: grpc.RpcMethodHandler | None, method: str, around: Around
-) -> grpc.RpcMethodHandler | None:
+    handler: grpc.RpcMethodHandler[Any, Any] | None, method: str, around: Around
+) -> grpc.RpcMethodHandler[Any, Any] | None:
     """Return ``handler`` with its behaviour wrapped by ``around`` (``None`` stays ``None``)."""
     if handler is None:
         return None
@@ -65,9 +65,9 @@ class AroundInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         """Wrap the next handler's behaviour with :meth:`around`."""
         method = handler_call_details.method
         return wrap_handler(continuation(handler_call_details), method, self.around)

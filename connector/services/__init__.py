@@ -1,0 +1,1 @@
+"""gRPC servicers: the protocol API (peers) and the management API (operator)."""

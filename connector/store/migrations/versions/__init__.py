@@ -1,0 +1,1 @@
+"""Migration scripts, oldest first: ``000N_what.py``."""

@@ -1,0 +1,120 @@
+"""The tables the node's stores keep, as SQLModel classes.
+
+The schema itself is made by the migrations in ``migrations/versions``; a test
+compares these classes with a migrated database so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+ID_LENGTH = 128
+"""Longest dataset or offer id (see :data:`connector.datasets.ID_PATTERN`)."""
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend.
+
+    PostgreSQL keeps ``timestamp with time zone``; SQLite keeps text without a
+    zone. Values are converted to UTC before they are written and come back
+    timezone-aware in UTC from both.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        """Convert an aware datetime to UTC; refuse a naive one."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()} cannot be stored; use UTC")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        """Mark a naive (SQLite) value as UTC; convert an aware one to UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _id_type() -> sa.types.TypeEngine[str]:
+    # Binary ("C") order on PostgreSQL, as SQLite's default BINARY collation, so ids
+    # sort (and paginate) the same on both, whatever the database's locale.
+    return sa.String(ID_LENGTH).with_variant(sa.String(ID_LENGTH, collation="C"), "postgresql")
+
+
+def _time_column() -> Any:
+    return Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
+
+
+class DatasetRow(SQLModel, table=True):
+    """One dataset's metadata (table ``dataset``)."""
+
+    __tablename__ = "dataset"
+
+    id: str = Field(sa_column=sa.Column(_id_type(), primary_key=True))
+    """Dataset id."""
+    title: str = Field(sa_column=sa.Column(sa.String(), nullable=False))
+    """Short title."""
+    description: str = Field(sa_column=sa.Column(sa.String(), nullable=False))
+    """Longer description."""
+    keywords: list[str] = Field(sa_column=sa.Column(sa.JSON(), nullable=False))
+    """Search keywords, a JSON array of strings."""
+    format: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))
+    """Storage format: ``csv``, ``parquet`` or ``sql``."""
+    columns: list[dict[str, str]] = Field(sa_column=sa.Column(sa.JSON(), nullable=False))
+    """Column schema, a JSON array of ``{name, type, description, unit}``."""
+    source_path: str = Field(sa_column=sa.Column(sa.String(), nullable=False))
+    """CSV or Parquet file on the node, or empty."""
+    source_sql_table: str = Field(sa_column=sa.Column(sa.String(), nullable=False))
+    """SQL table on the node, or empty."""
+    create_time: datetime = _time_column()
+    """When the dataset was created."""
+    update_time: datetime = _time_column()
+    """When its metadata last changed."""
+
+
+class OfferRow(SQLModel, table=True):
+    """One offer: an ODRL policy for a dataset (table ``offer``)."""
+
+    __tablename__ = "offer"
+
+    id: str = Field(sa_column=sa.Column(_id_type(), primary_key=True))
+    """Offer id, unique on the node."""
+    dataset_id: str = Field(
+        sa_column=sa.Column(
+            _id_type(),
+            sa.ForeignKey("dataset.id", name="fk_offer_dataset_id_dataset", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
+    )
+    """The dataset the offer is for; deleting the dataset deletes its offers."""
+    policy: dict[str, Any] = Field(sa_column=sa.Column(sa.JSON(), nullable=False))
+    """The ODRL policy (DSP compact JSON-LD)."""
+    auto_agree: bool = Field(sa_column=sa.Column(sa.Boolean(), nullable=False))
+    """Agree requests that satisfy the policy without the operator."""
+    create_time: datetime = _time_column()
+    """When the offer was created."""
+
+
+class RequestRow(SQLModel, table=True):
+    """The answer to one mutating request, kept for idempotency (table ``request_record``)."""
+
+    __tablename__ = "request_record"
+
+    request_id: str = Field(sa_column=sa.Column(sa.String(), primary_key=True))
+    """The caller's request id (AIP-155)."""
+    method: str = Field(sa_column=sa.Column(sa.String(), primary_key=True))
+    """The full RPC method name."""
+    response: bytes = Field(sa_column=sa.Column(sa.LargeBinary(), nullable=False))
+    """The serialised response sent the first time."""
+    create_time: datetime = _time_column()
+    """When the response was recorded."""

@@ -1,0 +1,5 @@
+"""``python -m node`` runs the ``hanse`` CLI."""
+
+from node.cli import main
+
+main()

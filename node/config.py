@@ -1,0 +1,468 @@
+"""The node's configuration: one YAML file, validated by a typed model.
+
+Relative paths in the file are relative to the file's own folder. Errors name the
+file, the field and what to do (:class:`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from connector.datasets import COLUMN_TYPES, DATASET_FORMATS, ID_PATTERN
+from connector.interceptors.admin import AdminTokenError, read_token_file
+from connector.policy import PolicyError, normalize_offer_policy
+
+CONFIG_ENV = "HANSE_CONFIG"
+"""Environment variable naming the config file when ``--config`` is not given."""
+
+DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
+
+Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN.pattern)]
+NodeName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+
+
+class ConfigError(Exception):
+    """The configuration is wrong: which file, which field, what to do."""
+
+    def __init__(self, file: Path | str, field: str, message: str) -> None:
+        self.file = str(file)
+        self.field = field
+        self.message = message
+        where = f"{self.file}: {field}" if field else self.file
+        super().__init__(f"{where}: {message}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_listen(value: str, *, allow_empty: bool) -> str:
+    if value == "" and allow_empty:
+        return value
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not host:port (for example 127.0.0.1:7444; port 0 = any)")
+    return value
+
+
+class NodeSection(_Model):
+    """Who this node is."""
+
+    name: NodeName
+    """Short node name (lower-case letters, digits, '-')."""
+    participant_id: str
+    """The participant id, an absolute URI equal to the URI SAN of the node's certificate."""
+    data_dir: Path = Path("data")
+    """Folder for the node's database, endpoints file and state."""
+
+    @field_validator("participant_id")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        scheme, sep, rest = value.partition(":")
+        if not sep or not scheme.isascii() or not scheme[:1].isalpha() or not rest:
+            raise ValueError(f"{value!r} is not an absolute URI (for example urn:hanse:city-a)")
+        return value
+
+
+class ProtocolSection(_Model):
+    """The peer-facing protocol API (always mutual TLS)."""
+
+    listen: str = "0.0.0.0:7443"
+    """host:port to listen on; port 0 lets the OS choose."""
+    advertised_address: str = ""
+    """host:port peers use to reach this node (default: the listen address)."""
+    max_request_bytes: int = Field(default=DEFAULT_MAX_REQUEST_BYTES, ge=1024, le=64 * 1024 * 1024)
+    """Largest request accepted; larger ones are refused with REQUEST_TOO_LARGE."""
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return _check_listen(value, allow_empty=False)
+
+    @field_validator("advertised_address")
+    @classmethod
+    def _advertised(cls, value: str) -> str:
+        return _check_listen(value, allow_empty=True)
+
+
+class ManagementSection(_Model):
+    """The operator-facing management API (TLS + admin token)."""
+
+    listen: str = "127.0.0.1:7444"
+    """host:port; loopback by default, never published outside the cluster."""
+    admin_token_file: Path = Path("secrets/admin.token")
+    """File holding the admin bearer token."""
+    max_request_bytes: int = Field(default=DEFAULT_MAX_REQUEST_BYTES, ge=1024, le=64 * 1024 * 1024)
+    """Largest request accepted."""
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return _check_listen(value, allow_empty=False)
+
+
+class HealthSection(_Model):
+    """A plaintext port serving only ``grpc.health.v1`` (for kubelet probes)."""
+
+    listen: str = ""
+    """host:port, or empty for none. Health is also served on both API ports."""
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return _check_listen(value, allow_empty=True)
+
+
+class MetricsSection(_Model):
+    """Prometheus metrics over HTTP."""
+
+    listen: str = "127.0.0.1:0"
+    """host:port for ``/metrics``, or empty for none."""
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return _check_listen(value, allow_empty=True)
+
+
+class TLSSection(_Model):
+    """The node's certificate, key and the federation trust bundle."""
+
+    cert: Path
+    """PEM certificate (URI SAN = participant id)."""
+    key: Path
+    """PEM private key."""
+    trust_bundle: Path
+    """PEM CA certificates whose node certificates are accepted."""
+
+
+class DatabaseSection(_Model):
+    """Where the node keeps its state."""
+
+    url: str = ""
+    """SQLAlchemy URL (sqlite:///... or postgresql://...); default SQLite in data_dir."""
+    url_file: Path | None = None
+    """File holding the URL (for a URL with a password, mounted from a Secret)."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatabaseSection:
+        if self.url and self.url_file is not None:
+            raise ValueError("give database.url or database.url_file, not both")
+        if self.url and not self.url.startswith(("sqlite:", "postgresql:", "postgresql+")):
+            raise ValueError("database.url must start with sqlite:/// or postgresql://")
+        return self
+
+
+class ColumnConfig(_Model):
+    """One column of a dataset."""
+
+    name: str = Field(min_length=1, max_length=128)
+    """Column name as stored."""
+    type: Literal["string", "integer", "float", "boolean", "timestamp", "date"]
+    """Logical type."""
+    description: str = ""
+    """Description."""
+    unit: str = ""
+    """Unit of measure."""
+
+
+class OfferConfig(_Model):
+    """An offer: an ODRL policy for a dataset."""
+
+    id: Identifier
+    """Offer id, unique on the node."""
+    auto_agree: bool = False
+    """Agree requests that satisfy the policy without the operator."""
+    policy: dict[str, Any] | None = None
+    """The ODRL Offer inline."""
+    policy_file: Path | None = None
+    """Or a JSON or YAML file holding it."""
+
+    @model_validator(mode="after")
+    def _one_policy(self) -> OfferConfig:
+        if (self.policy is None) == (self.policy_file is None):
+            raise ValueError("give exactly one of policy or policy_file")
+        return self
+
+
+class DatasetConfig(_Model):
+    """A dataset the node holds (metadata; rows stay where they are)."""
+
+    id: Identifier
+    """Dataset id, unique on the node."""
+    title: str = Field(min_length=1, max_length=200)
+    """Short title."""
+    description: str = ""
+    """Description."""
+    keywords: list[str] = []
+    """Search keywords."""
+    format: Literal["csv", "parquet", "sql"]
+    """Storage format."""
+    path: Path | None = None
+    """CSV or Parquet file (for format csv or parquet)."""
+    sql_table: str = ""
+    """Table in the node's database (for format sql)."""
+    columns: list[ColumnConfig] = Field(min_length=1)
+    """Column schema."""
+    offers: list[OfferConfig] = []
+    """Offers for this dataset."""
+
+    @model_validator(mode="after")
+    def _source(self) -> DatasetConfig:
+        if self.format == "sql":
+            if not self.sql_table or self.path is not None:
+                raise ValueError("format sql needs sql_table (and no path)")
+        elif self.path is None or self.sql_table:
+            raise ValueError(f"format {self.format} needs path (and no sql_table)")
+        names = [c.name for c in self.columns]
+        if len(set(names)) != len(names):
+            raise ValueError("column names must be unique")
+        return self
+
+
+class PeerConfig(_Model):
+    """A node this node talks to."""
+
+    name: NodeName
+    """Local short name."""
+    participant_id: str
+    """Its participant id (URI SAN of its certificate)."""
+    address: str
+    """Its protocol API, host:port."""
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return _check_listen(value, allow_empty=False)
+
+
+class LogSection(_Model):
+    """Logging."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    """Lowest level written."""
+    format: Literal["json", "text"] = "json"
+    """json: one structured object per line; text: for people."""
+
+
+class NodeConfig(_Model):
+    """A whole node configuration file."""
+
+    node: NodeSection
+    """Who this node is."""
+    tls: TLSSection
+    """Certificate, key, trust bundle."""
+    protocol: ProtocolSection = ProtocolSection()
+    """Peer-facing API."""
+    management: ManagementSection = ManagementSection()
+    """Operator-facing API."""
+    health: HealthSection = HealthSection()
+    """Probe port."""
+    metrics: MetricsSection = MetricsSection()
+    """Prometheus endpoint."""
+    database: DatabaseSection = DatabaseSection()
+    """State store."""
+    datasets: list[DatasetConfig] = []
+    """Datasets and their offers."""
+    peers: list[PeerConfig] = []
+    """Known peers."""
+    log: LogSection = LogSection()
+    """Logging."""
+
+    @model_validator(mode="after")
+    def _unique(self) -> NodeConfig:
+        for label, ids in (
+            ("dataset id", [d.id for d in self.datasets]),
+            ("offer id", [o.id for d in self.datasets for o in d.offers]),
+            ("peer name", [p.name for p in self.peers]),
+            ("peer participant_id", [p.participant_id for p in self.peers]),
+        ):
+            seen: set[str] = set()
+            for value in ids:
+                if value in seen:
+                    raise ValueError(f"{label} {value!r} appears twice")
+                seen.add(value)
+        return self
+
+
+class LoadedConfig:
+    """A validated config with paths resolved against the file's folder."""
+
+    def __init__(self, path: Path, model: NodeConfig) -> None:
+        self.path = path
+        self.model = model
+        self.base = path.parent
+
+    def resolve(self, value: Path) -> Path:
+        """``value`` made absolute against the config file's folder."""
+        return value if value.is_absolute() else (self.base / value).resolve()
+
+    @property
+    def data_dir(self) -> Path:
+        """The node's data folder."""
+        return self.resolve(self.model.node.data_dir)
+
+    @property
+    def endpoints_file(self) -> Path:
+        """Where a running node writes the addresses it actually listens on."""
+        return self.data_dir / "endpoints.json"
+
+    def database_url(self) -> str:
+        """The database URL: configured, read from url_file, or SQLite in data_dir."""
+        section = self.model.database
+        if section.url_file is not None:
+            file = self.resolve(section.url_file)
+            try:
+                url = file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    self.path, "database.url_file", f"cannot read {file}: {exc.strerror}"
+                ) from exc
+            if not url:
+                raise ConfigError(self.path, "database.url_file", f"{file} is empty")
+            return url
+        if section.url:
+            if section.url.startswith("sqlite:///") and not section.url.startswith("sqlite:////"):
+                relative = section.url.removeprefix("sqlite:///")
+                return f"sqlite:///{self.resolve(Path(relative))}"
+            return section.url
+        return f"sqlite:///{self.data_dir / 'hanse.db'}"
+
+    def admin_token(self) -> str:
+        """The admin bearer token from ``management.admin_token_file``."""
+        try:
+            return read_token_file(self.resolve(self.model.management.admin_token_file))
+        except AdminTokenError as exc:
+            raise ConfigError(self.path, "management.admin_token_file", str(exc)) from exc
+
+    def offer_policy(self, dataset: DatasetConfig, index: int) -> dict[str, Any]:
+        """The normalised ODRL policy of ``dataset.offers[index]``."""
+        offer = dataset.offers[index]
+        field = f"datasets[{self.model.datasets.index(dataset)}].offers[{index}]"
+        raw: Any = offer.policy
+        if offer.policy_file is not None:
+            file = self.resolve(offer.policy_file)
+            try:
+                raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise ConfigError(
+                    self.path, f"{field}.policy_file", f"cannot read {file}: {exc.strerror}"
+                ) from exc
+            except yaml.YAMLError as exc:
+                raise ConfigError(
+                    self.path, f"{field}.policy_file", f"{file} is not JSON or YAML: {exc}"
+                ) from exc
+        try:
+            return normalize_offer_policy(raw, offer.id)
+        except PolicyError as exc:
+            sub = f"{field}.policy.{exc.path}" if exc.path else f"{field}.policy"
+            raise ConfigError(self.path, sub, exc.message) from exc
+
+
+def config_path(explicit: Path | str | None) -> Path:
+    """The config file to use: ``explicit``, else ``$HANSE_CONFIG``."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    raise ConfigError("(none)", "", f"no config file: pass --config FILE or set {CONFIG_ENV}")
+
+
+def load_config(path: Path | str) -> LoadedConfig:
+    """Read and validate a config file, including every offer's policy.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or a field is wrong.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(path, "", "file not found; create one with 'hanse node init'") from exc
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read: {exc.strerror}") from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(path, where, f"not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            path, "", "the file must hold a YAML mapping with node, tls, ... sections"
+        )
+    try:
+        model = NodeConfig.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = _field_path(error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown field; check its spelling against docs/operator-guide.md"
+        elif error["type"] == "missing":
+            message = "required field is missing"
+        more = len(exc.errors()) - 1
+        if more:
+            message += f" (and {more} more error{'s' if more > 1 else ''})"
+        raise ConfigError(path, field, message) from exc
+    loaded = LoadedConfig(path.resolve(), model)
+    for dataset in model.datasets:
+        for index in range(len(dataset.offers)):
+            loaded.offer_policy(dataset, index)
+    return loaded
+
+
+def check_listen_host(value: str) -> str:
+    """The host part of a listen address (``[::1]`` brackets removed)."""
+    host = value.rpartition(":")[0]
+    return host.strip("[]")
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a listen address binds only loopback."""
+    host = check_listen_host(address)
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+__all__ = [
+    "COLUMN_TYPES",
+    "CONFIG_ENV",
+    "DATASET_FORMATS",
+    "ConfigError",
+    "DatasetConfig",
+    "LoadedConfig",
+    "NodeConfig",
+    "config_path",
+    "is_loopback",
+    "load_config",
+]
