@@ -62,31 +62,71 @@ def normalize_offer_policy(policy: Mapping[str, Any], offer_id: str) -> dict[str
     """
     if not isinstance(policy, Mapping):
         raise PolicyError("", "a policy must be a JSON object")
-    result: dict[str, Any] = copy.deepcopy(dict(policy))
-    result.pop("@context", None)
-    kind = result.setdefault("@type", "Offer")
+    # Check the shape first (bounded depth), then copy: never deep-copy unchecked input.
+    kind = policy.get("@type", "Offer")
     if kind != "Offer":
         raise PolicyError("@type", f"an offer policy has @type 'Offer', not {kind!r}")
-    if "target" in result:
+    if "target" in policy:
         raise PolicyError("target", "an offer in a catalog names no target; remove it")
-    result["@id"] = offer_id
-    if not any(result.get(k) for k in ("permission", "prohibition")):
+    if not any(policy.get(k) for k in ("permission", "prohibition")):
         raise PolicyError("", "a policy needs at least one permission or prohibition")
-    for key in result:
-        if key not in {"@id", "@type", "profile", *RULE_KINDS}:
-            raise PolicyError(key, f"unknown policy key {key!r}")
+    for key in policy:
+        if key not in {"@id", "@type", "@context", "profile", *RULE_KINDS}:
+            raise PolicyError(str(key), f"unknown policy key {key!r}")
+    profile = policy.get("profile")
+    if profile is not None and not (
+        isinstance(profile, str)
+        or (isinstance(profile, list) and all(isinstance(p, str) for p in profile))
+    ):
+        raise PolicyError("profile", "profile must be a string or a list of strings")
     for kind_name in RULE_KINDS:
-        if kind_name not in result:
+        if kind_name not in policy:
             continue
-        rules = result[kind_name]
+        rules = policy[kind_name]
         if not isinstance(rules, list) or not rules:
             raise PolicyError(kind_name, "must be a non-empty list of rules")
         for index, rule in enumerate(rules):
-            _check_rule(rule, f"{kind_name}[{index}]")
+            _check_rule(rule, f"{kind_name}[{index}]", depth=1)
+    result: dict[str, Any] = _typed_literals(copy.deepcopy(dict(policy)))
+    result.pop("@context", None)
+    result["@type"] = "Offer"
+    result["@id"] = offer_id
     return result
 
 
-def _check_rule(rule: object, path: str) -> None:
+def typed_literal(value: bool | int | float) -> dict[str, Any]:
+    """A JSON number or boolean as a JSON-LD typed literal.
+
+    DSP right operands are strings, objects or arrays, so ``50`` travels as
+    ``{"@value": 50, "@type": "xsd:integer"}``.
+    """
+    if isinstance(value, bool):
+        return {"@value": value, "@type": "xsd:boolean"}
+    if isinstance(value, int):
+        return {"@value": value, "@type": "xsd:integer"}
+    return {"@value": value, "@type": "xsd:decimal"}
+
+
+def _typed_literals(node: Any) -> Any:
+    """Rewrite numeric and boolean right operands (also inside lists) as typed literals."""
+    if isinstance(node, list):
+        return [_typed_literals(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _typed_literals(value) for key, value in node.items()}
+    right = out.get("rightOperand")
+    if "leftOperand" in out and isinstance(right, bool | int | float):
+        out["rightOperand"] = typed_literal(right)
+    elif "leftOperand" in out and isinstance(right, list):
+        out["rightOperand"] = [
+            typed_literal(v) if isinstance(v, bool | int | float) else v for v in right
+        ]
+    return out
+
+
+def _check_rule(rule: object, path: str, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise PolicyError(path, f"duties nest deeper than {MAX_DEPTH}")
     if not isinstance(rule, Mapping):
         raise PolicyError(path, "a rule must be an object with an 'action'")
     action = rule.get("action")
@@ -104,7 +144,7 @@ def _check_rule(rule: object, path: str) -> None:
     if not isinstance(duties, list):
         raise PolicyError(f"{path}.duty", "must be a list of duties")
     for index, duty in enumerate(duties):
-        _check_rule(duty, f"{path}.duty[{index}]")
+        _check_rule(duty, f"{path}.duty[{index}]", depth + 1)
 
 
 def _check_constraint(constraint: object, path: str, depth: int) -> None:
@@ -126,13 +166,16 @@ def _check_constraint(constraint: object, path: str, depth: int) -> None:
         if key not in constraint:
             raise PolicyError(path, f"an atomic constraint needs '{key}'")
     left = constraint["leftOperand"]
-    if left not in LEFT_OPERANDS:
+    if not isinstance(left, str) or left not in LEFT_OPERANDS:
         known = ", ".join(sorted(LEFT_OPERANDS))
         raise PolicyError(f"{path}.leftOperand", f"unknown left operand {left!r}; known: {known}")
     operator = constraint["operator"]
-    if operator not in OPERATORS:
+    if not isinstance(operator, str) or operator not in OPERATORS:
         known = ", ".join(sorted(OPERATORS))
         raise PolicyError(f"{path}.operator", f"unknown operator {operator!r}; known: {known}")
+    right = constraint["rightOperand"]
+    if right is None:
+        raise PolicyError(f"{path}.rightOperand", "rightOperand must not be null")
     extra = set(constraint) - {"leftOperand", "operator", "rightOperand", "@id"}
     if extra:
         raise PolicyError(path, f"unknown constraint keys: {', '.join(sorted(extra))}")

@@ -92,6 +92,10 @@ def offer_from_pb(message: dataset_pb2.Offer, *, field: str = "offer") -> Offer:
         raise invalid_argument("offer needs the id of its dataset", f"{field}.dataset_id")
     try:
         raw: Any = json.loads(message.policy_json)
+    except RecursionError as exc:
+        raise invalid_argument(
+            "policy_json nests too deeply", f"{field}.policy_json", "POLICY_INVALID"
+        ) from exc
     except json.JSONDecodeError as exc:
         raise invalid_argument(
             f"policy_json is not JSON: {exc.msg} at {exc.pos}",
@@ -128,16 +132,22 @@ def dataset_from_pb(message: dataset_pb2.Dataset, *, field: str = "dataset") -> 
             f"format must be one of {', '.join(DATASET_FORMATS)}", f"{field}.format"
         )
     location = message.source.WhichOneof("location")
-    if message.format == "sql" and location != "sql_table":
+    if message.format == "sql" and (location != "sql_table" or not message.source.sql_table):
         raise invalid_argument("format sql needs source.sql_table", f"{field}.source")
-    if message.format != "sql" and location != "path":
+    if message.format != "sql" and (location != "path" or not message.source.path):
         raise invalid_argument(f"format {message.format} needs source.path", f"{field}.source")
     if not message.columns or len(message.columns) > MAX_COLUMNS:
         raise invalid_argument(f"a dataset needs 1-{MAX_COLUMNS} columns", f"{field}.columns")
     columns: list[Column] = []
+    seen: set[str] = set()
     for index, column in enumerate(message.columns):
         if not column.name:
             raise invalid_argument("a column needs a name", f"{field}.columns[{index}].name")
+        if column.name in seen:
+            raise invalid_argument(
+                f"column name {column.name!r} appears twice", f"{field}.columns[{index}].name"
+            )
+        seen.add(column.name)
         if column.type not in COLUMN_TYPES:
             raise invalid_argument(
                 f"column type must be one of {', '.join(COLUMN_TYPES)}",

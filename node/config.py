@@ -283,20 +283,27 @@ class NodeConfig(_Model):
     log: LogSection = LogSection()
     """Logging."""
 
-    @model_validator(mode="after")
-    def _unique(self) -> NodeConfig:
-        for label, ids in (
-            ("dataset id", [d.id for d in self.datasets]),
-            ("offer id", [o.id for d in self.datasets for o in d.offers]),
-            ("peer name", [p.name for p in self.peers]),
-            ("peer participant_id", [p.participant_id for p in self.peers]),
-        ):
-            seen: set[str] = set()
-            for value in ids:
-                if value in seen:
-                    raise ValueError(f"{label} {value!r} appears twice")
-                seen.add(value)
-        return self
+    @field_validator("datasets")
+    @classmethod
+    def _unique_datasets(cls, datasets: list[DatasetConfig]) -> list[DatasetConfig]:
+        _refuse_duplicates("dataset id", [d.id for d in datasets])
+        _refuse_duplicates("offer id", [o.id for d in datasets for o in d.offers])
+        return datasets
+
+    @field_validator("peers")
+    @classmethod
+    def _unique_peers(cls, peers: list[PeerConfig]) -> list[PeerConfig]:
+        _refuse_duplicates("peer name", [p.name for p in peers])
+        _refuse_duplicates("peer participant_id", [p.participant_id for p in peers])
+        return peers
+
+
+def _refuse_duplicates(label: str, values: list[str]) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{label} {value!r} appears twice")
+        seen.add(value)
 
 
 class LoadedConfig:

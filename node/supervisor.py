@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from connector.identity import LoadedTLS
 from node.client import NodeClient
 from node.config import LoadedConfig, load_config
 from node.endpoints import Endpoints, connectable, read_endpoints
@@ -105,6 +106,24 @@ def start_node(
             start_new_session=True,
             cwd=cwd,
         )
+    try:
+        return _wait_serving(config_path, log_path, loaded, tls, process, timeout)
+    except BaseException:
+        # Failed, timed out or interrupted while starting: leave no process behind.
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(STOP_TIMEOUT)
+        raise
+
+
+def _wait_serving(
+    config_path: Path,
+    log_path: Path,
+    loaded: LoadedConfig,
+    tls: LoadedTLS,
+    process: subprocess.Popen[bytes],
+    timeout: float,
+) -> RunningNode:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -116,6 +135,4 @@ def start_node(
             if check_health(node.management, tls=tls, timeout=2.0) == "SERVING":
                 return node
         time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(STOP_TIMEOUT)
     raise NodeStartError(f"node {config_path} did not serve within {timeout:.0f}s; see {log_path}")

@@ -105,7 +105,8 @@ def migrate(engine: sa.Engine) -> None:
         engine: An engine from :func:`create_engine`.
 
     Raises:
-        StoreError: The database cannot be reached.
+        StoreError: The database cannot be reached, or (SQLite) a migration would
+            leave rows whose foreign keys point nowhere; nothing is changed then.
     """
     config = _alembic_config()
     with _connect(engine.execution_options(**{WRITE_OPTION: True})) as connection:

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from node.cli import catalog, config_check, datasets, health, node_cmds, pki
+from node.cli import catalog, config_check, datasets, demo, health, node_cmds, pki
 
 app = typer.Typer(
     name="hanse",
@@ -23,6 +23,7 @@ app.add_typer(datasets.offer_app, name="offer")
 app.command("catalog")(catalog.catalog)
 app.command("peers")(catalog.peers)
 app.command("health")(health.health)
+app.command("demo")(demo.demo)
 
 
 def main() -> None:

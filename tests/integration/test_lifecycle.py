@@ -176,3 +176,35 @@ def test_config_check(cluster: Cluster) -> None:
     assert "datasets[0].offers[0].policy.permission[0].constraint[0].operator" in bad.stderr
     assert "unknown operator 'like'" in bad.stderr
     assert schema_only.returncode == 0
+
+
+@pytest.mark.postgres
+def test_node_on_postgresql_serves_catalog_and_keeps_state(
+    cluster: Cluster, fresh_postgres_database: str
+) -> None:
+    # Prepare
+    config = cluster.init(
+        "city-a", sensors=("107 Quay Street",), database_url=fresh_postgres_database
+    )
+    first = cluster.start(config)
+    with first.client() as client:
+        client.call(client.datasets.CreateDataset, _bikes())
+    assert first.stop() == 0
+    cluster.processes.remove(first)
+
+    # Execute
+    second = cluster.start(config)
+    researcher = cluster.start(cluster.init("researcher", peers=(second,)))
+    with researcher.client() as client:
+        from connector.v1 import peer_management_pb2
+
+        catalog = client.call(
+            client.peers.GetPeerCatalog, peer_management_pb2.GetPeerCatalogRequest(peer="city-a")
+        ).catalog
+    with second.client() as client:
+        listed = client.call(client.datasets.ListDatasets, pb.ListDatasetsRequest())
+
+    # Assert
+    assert not (config.parent / "data" / "hanse.db").exists(), "state is in PostgreSQL"
+    assert [d.id for d in listed.datasets] == ["akl-ped-107-quay-street", "bikes"]
+    assert [d.id for d in catalog.datasets] == ["akl-ped-107-quay-street"], "bikes has no offer"
