@@ -87,6 +87,8 @@ class ProtocolSection(_Model):
     """host:port peers use to reach this node (default: the listen address)."""
     max_request_bytes: int = Field(default=DEFAULT_MAX_REQUEST_BYTES, ge=1024, le=64 * 1024 * 1024)
     """Largest request accepted; larger ones are refused with REQUEST_TOO_LARGE."""
+    peer_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    """How long a call to a peer may take before it is answered PEER_UNAVAILABLE."""
 
     @field_validator("listen")
     @classmethod

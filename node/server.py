@@ -50,7 +50,7 @@ from connector.v1 import (
     peer_management_pb2,
     peer_management_pb2_grpc,
 )
-from node.config import ConfigError, DatasetConfig, LoadedConfig
+from node.config import ConfigError, DatasetConfig, LoadedConfig, is_loopback
 from node.endpoints import Endpoints, connectable, write_endpoints
 from node.logs import configure_logging
 
@@ -206,7 +206,7 @@ class NodeServer:
         management_port = management.add_secure_port(
             self.model.management.listen, server_credentials(tls, require_client_auth=False)
         )
-        self._peer_client = PeerClient(tls)
+        self._peer_client = PeerClient(tls, timeout=self.model.protocol.peer_timeout_seconds)
         directory = PeerDirectory(
             Peer(p.name, p.participant_id, p.address) for p in self.model.peers
         )
@@ -218,6 +218,12 @@ class NodeServer:
         )
         self._add_common(management, MANAGEMENT_SERVICES)
         management_address = _bound(self.model.management.listen, management_port)
+        if not is_loopback(self.model.management.listen):
+            _log.warning(
+                "management API listens beyond loopback; keep it cluster-internal "
+                "(the admin token is its only guard there)",
+                extra={"management": management_address},
+            )
         self._listeners.append(_Listener(management, management_address))
 
         health_address = ""

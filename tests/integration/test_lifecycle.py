@@ -208,3 +208,56 @@ def test_node_on_postgresql_serves_catalog_and_keeps_state(
     assert not (config.parent / "data" / "hanse.db").exists(), "state is in PostgreSQL"
     assert [d.id for d in listed.datasets] == ["akl-ped-107-quay-street", "bikes"]
     assert [d.id for d in catalog.datasets] == ["akl-ped-107-quay-street"], "bikes has no offer"
+
+
+def test_sigterm_lets_an_in_flight_call_finish(cluster: Cluster) -> None:
+    # Prepare: a "peer" that accepts TCP and never answers, so the call stays in flight.
+    import socket
+    import threading
+    import time
+
+    from connector.errors import ConnectorError
+    from connector.v1 import peer_management_pb2
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    address = f"127.0.0.1:{silent.getsockname()[1]}"
+    node = cluster.start(
+        cluster.init(
+            "researcher",
+            edit={
+                "protocol": {"peer_timeout_seconds": 3},
+                "peers": [{"name": "mute", "participant_id": "urn:hanse:mute", "address": address}],
+            },
+        )
+    )
+    outcome: dict[str, object] = {}
+
+    def ask() -> None:
+        with node.client(timeout=30) as client:
+            began = time.monotonic()
+            try:
+                client.call(
+                    client.peers.GetPeerCatalog,
+                    peer_management_pb2.GetPeerCatalogRequest(peer="mute"),
+                )
+            except ConnectorError as exc:
+                outcome["error"] = exc
+            outcome["seconds"] = time.monotonic() - began
+
+    caller = threading.Thread(target=ask)
+    caller.start()
+    time.sleep(1.0)
+
+    # Execute
+    code = node.stop(signal.SIGTERM)
+    caller.join(30)
+    silent.close()
+
+    # Assert: the handler ran to its own answer (the peer timeout), not a cancellation.
+    assert code == 0
+    error = outcome["error"]
+    assert isinstance(error, ConnectorError)
+    assert error.reason == "PEER_UNAVAILABLE", error
+    assert 2.5 < float(outcome["seconds"]) < 15  # type: ignore[arg-type]
