@@ -22,7 +22,19 @@ from connector.v1 import catalog_protocol_pb2, catalog_protocol_pb2_grpc, datase
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
-PASS_THROUGH_REASONS = frozenset({"DATASET_NOT_FOUND", "INVALID_ARGUMENT", "REQUEST_TOO_LARGE"})
+PASS_THROUGH_REASONS = frozenset(
+    {
+        "DATASET_NOT_FOUND",
+        "INVALID_ARGUMENT",
+        "REQUEST_TOO_LARGE",
+        "OFFER_NOT_FOUND",
+        "NEGOTIATION_NOT_FOUND",
+        "TRANSITION_INVALID",
+        "MESSAGE_INVALID",
+        "POLICY_REFUSED",
+        "AGREEMENT_INVALID",
+    }
+)
 """Peer errors returned to the caller as they are; others become PEER_ERROR."""
 
 
@@ -73,14 +85,14 @@ class PeerClient:
 
     def catalog(self, peer: Peer, *, keyword: str = "") -> catalog_protocol_pb2.Catalog:
         """The peer's whole catalog (all pages joined)."""
-        stub = catalog_protocol_pb2_grpc.CatalogProtocolServiceStub(self._channel(peer))
+        stub = catalog_protocol_pb2_grpc.CatalogProtocolServiceStub(self.channel(peer))
         joined = catalog_protocol_pb2.Catalog()
         token = ""
         for _ in range(10_000):
             request = catalog_protocol_pb2.GetCatalogRequest(
                 page_size=500, page_token=token, keyword=keyword
             )
-            response = self._call(peer, stub.GetCatalog, request)
+            response = self.call(peer, stub.GetCatalog, request)
             if not joined.participant_id:
                 joined.CopyFrom(response.catalog)
             else:
@@ -93,9 +105,9 @@ class PeerClient:
 
     def dataset(self, peer: Peer, dataset_id: str) -> dataset_pb2.Dataset:
         """One dataset of the peer's catalog."""
-        stub = catalog_protocol_pb2_grpc.CatalogProtocolServiceStub(self._channel(peer))
+        stub = catalog_protocol_pb2_grpc.CatalogProtocolServiceStub(self.channel(peer))
         request = catalog_protocol_pb2.GetCatalogDatasetRequest(dataset_id=dataset_id)
-        response = self._call(peer, stub.GetCatalogDataset, request)
+        response = self.call(peer, stub.GetCatalogDataset, request)
         self._check_claim(peer, response.participant_id)
         return response.dataset
 
@@ -106,7 +118,8 @@ class PeerClient:
                 channel.close()
             self._channels.clear()
 
-    def _channel(self, peer: Peer) -> grpc.Channel:
+    def channel(self, peer: Peer) -> grpc.Channel:
+        """A channel to the peer, after checking once that it presents the configured identity."""
         key = (peer.address, peer.participant_id)
         with self._lock:
             channel = self._channels.get(key)
@@ -138,9 +151,10 @@ class PeerClient:
                 metadata={"peer": peer.name, "presented": presented},
             )
 
-    def _call(
+    def call(
         self, peer: Peer, method: grpc.UnaryUnaryMultiCallable[Req, Resp], request: Req
     ) -> Resp:
+        """Call a peer; its refusals keep their reason where the caller can act on it."""
         try:
             return method(request, timeout=self._timeout, wait_for_ready=False)
         except grpc.RpcError as exc:

@@ -9,7 +9,11 @@ import grpc
 from connector.errors import ConnectorError, from_rpc_error
 from connector.identity import channel_credentials
 from connector.interceptors.admin import bearer_metadata
-from connector.v1 import dataset_management_pb2_grpc, peer_management_pb2_grpc
+from connector.v1 import (
+    dataset_management_pb2_grpc,
+    negotiation_management_pb2_grpc,
+    peer_management_pb2_grpc,
+)
 from node.config import LoadedConfig
 from node.endpoints import connectable, read_endpoints
 from node.server import load_node_tls
@@ -40,6 +44,9 @@ class NodeClient:
         )
         self.datasets = dataset_management_pb2_grpc.DatasetManagementServiceStub(self._channel)
         self.peers = peer_management_pb2_grpc.PeerManagementServiceStub(self._channel)
+        self.negotiations = negotiation_management_pb2_grpc.NegotiationManagementServiceStub(
+            self._channel
+        )
 
     def call(self, method: grpc.UnaryUnaryMultiCallable[Req, Resp], request: Req) -> Resp:
         """Call ``method``; failures become :class:`ConnectorError` with a readable message."""

@@ -36,17 +36,33 @@ from connector.interceptors.authentication import PeerAuthenticationInterceptor
 from connector.interceptors.errors import ErrorInterceptor
 from connector.interceptors.limits import RequestSizeInterceptor
 from connector.interceptors.metrics import MetricsInterceptor, RpcMetrics
+from connector.negotiation.dispatcher import Dispatcher
+from connector.negotiation.engine import NegotiationEngine, Party
+from connector.negotiation.transport import GrpcTransport
 from connector.peers import Peer, PeerClient, PeerDirectory
 from connector.services.catalog_protocol import CatalogProtocolServicer
 from connector.services.dataset_management import DatasetManagementServicer
 from connector.services.identity import NodeIdentity
+from connector.services.negotiation_management import NegotiationManagementServicer
+from connector.services.negotiation_protocol import NegotiationProtocolServicer
 from connector.services.peer_management import PeerManagementServicer
-from connector.store import SqlDatasetStore, SqlRequestLog, create_engine, migrate
+from connector.store import (
+    SqlAuditLog,
+    SqlDatasetStore,
+    SqlNegotiationStore,
+    SqlRequestLog,
+    create_engine,
+    migrate,
+)
 from connector.v1 import (
     catalog_protocol_pb2,
     catalog_protocol_pb2_grpc,
     dataset_management_pb2,
     dataset_management_pb2_grpc,
+    negotiation_management_pb2,
+    negotiation_management_pb2_grpc,
+    negotiation_protocol_pb2,
+    negotiation_protocol_pb2_grpc,
     peer_management_pb2,
     peer_management_pb2_grpc,
 )
@@ -59,10 +75,14 @@ _log = logging.getLogger("hanse.node")
 GRACE_SECONDS = 10.0
 """How long SIGTERM waits for in-flight RPCs."""
 
-PROTOCOL_SERVICES = (catalog_protocol_pb2.DESCRIPTOR.services_by_name["CatalogProtocolService"],)
+PROTOCOL_SERVICES = (
+    catalog_protocol_pb2.DESCRIPTOR.services_by_name["CatalogProtocolService"],
+    negotiation_protocol_pb2.DESCRIPTOR.services_by_name["NegotiationProtocolService"],
+)
 MANAGEMENT_SERVICES = (
     dataset_management_pb2.DESCRIPTOR.services_by_name["DatasetManagementService"],
     peer_management_pb2.DESCRIPTOR.services_by_name["PeerManagementService"],
+    negotiation_management_pb2.DESCRIPTOR.services_by_name["NegotiationManagementService"],
 )
 
 
@@ -144,6 +164,7 @@ class NodeServer:
         self._metrics_server: Any = None
         self._peer_client: PeerClient | None = None
         self._engine: Any = None
+        self._dispatcher: Dispatcher | None = None
         self.endpoints: Endpoints | None = None
 
     def start(self) -> Endpoints:
@@ -210,6 +231,29 @@ class NodeServer:
         directory = PeerDirectory(
             Peer(p.name, p.participant_id, p.address) for p in self.model.peers
         )
+        negotiations = SqlNegotiationStore(self._engine, SqlAuditLog(self._engine))
+        self.negotiation_engine = NegotiationEngine(
+            party=Party(
+                participant_id=self.model.node.participant_id,
+                callback_address=identity.endpoint_url,
+                cert_pem=tls.cert_pem,
+                key_pem=tls.key_pem,
+                trust_pem=tls.trust_pem,
+            ),
+            store=negotiations,
+            datasets=store,
+            transport=GrpcTransport(self._peer_client),
+        )
+        negotiation_protocol_pb2_grpc.add_NegotiationProtocolServiceServicer_to_server(
+            NegotiationProtocolServicer(self.negotiation_engine, requests), protocol
+        )
+        negotiation_management_pb2_grpc.add_NegotiationManagementServiceServicer_to_server(
+            NegotiationManagementServicer(
+                self.negotiation_engine, directory, self._peer_client, requests
+            ),
+            management,
+        )
+        self._dispatcher = Dispatcher(self.negotiation_engine)
         dataset_management_pb2_grpc.add_DatasetManagementServiceServicer_to_server(
             DatasetManagementServicer(store, requests), management
         )
@@ -245,6 +289,7 @@ class NodeServer:
 
         for listener in self._listeners:
             listener.server.start()
+        self._dispatcher.start()
         for name in ("", *(s.full_name for s in PROTOCOL_SERVICES + MANAGEMENT_SERVICES)):
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.endpoints = Endpoints(
@@ -276,6 +321,9 @@ class NodeServer:
         for event in events:
             event.wait(grace + 1)
         self._listeners.clear()
+        if self._dispatcher is not None:
+            self._dispatcher.stop()
+            self._dispatcher = None
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server = None

@@ -26,7 +26,7 @@ class CatalogProtocolServicer(catalog_protocol_pb2_grpc.CatalogProtocolServiceSe
         self._store = store
         self._identity = identity
 
-    def GetCatalog(  # noqa: N802 - gRPC method name
+    def GetCatalog(
         self, request: catalog_protocol_pb2.GetCatalogRequest, context: grpc.ServicerContext
     ) -> catalog_protocol_pb2.GetCatalogResponse:
         """One page of offered datasets, with their offers."""
@@ -51,7 +51,7 @@ class CatalogProtocolServicer(catalog_protocol_pb2_grpc.CatalogProtocolServiceSe
             next_page_token=encode_token(page[-1].id, f"catalog:{request.keyword}") if more else "",
         )
 
-    def GetCatalogDataset(  # noqa: N802 - gRPC method name
+    def GetCatalogDataset(
         self,
         request: catalog_protocol_pb2.GetCatalogDatasetRequest,
         context: grpc.ServicerContext,

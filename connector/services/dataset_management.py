@@ -31,7 +31,7 @@ class DatasetManagementServicer(dataset_management_pb2_grpc.DatasetManagementSer
         self._store = store
         self._requests = requests
 
-    def ListDatasets(  # noqa: N802 - gRPC method name
+    def ListDatasets(
         self, request: pb.ListDatasetsRequest, context: grpc.ServicerContext
     ) -> pb.ListDatasetsResponse:
         """A page of datasets, by id."""
@@ -44,14 +44,14 @@ class DatasetManagementServicer(dataset_management_pb2_grpc.DatasetManagementSer
             next_page_token=encode_token(page[-1].id, "datasets") if more else "",
         )
 
-    def GetDataset(  # noqa: N802 - gRPC method name
+    def GetDataset(
         self, request: pb.GetDatasetRequest, context: grpc.ServicerContext
     ) -> pb.GetDatasetResponse:
         """One dataset with its offers."""
         dataset = self._store.get_dataset(_require_id(request.dataset_id, "dataset_id"))
         return pb.GetDatasetResponse(dataset=dataset_to_pb(dataset, public=False))
 
-    def CreateDataset(  # noqa: N802 - gRPC method name
+    def CreateDataset(
         self, request: pb.CreateDatasetRequest, context: grpc.ServicerContext
     ) -> pb.CreateDatasetResponse:
         """Register a dataset with its offers."""
@@ -66,7 +66,7 @@ class DatasetManagementServicer(dataset_management_pb2_grpc.DatasetManagementSer
             self._requests, "CreateDataset", request.request_id, pb.CreateDatasetResponse, effect
         )
 
-    def DeleteDataset(  # noqa: N802 - gRPC method name
+    def DeleteDataset(
         self, request: pb.DeleteDatasetRequest, context: grpc.ServicerContext
     ) -> pb.DeleteDatasetResponse:
         """Remove a dataset and its offers."""
@@ -81,7 +81,7 @@ class DatasetManagementServicer(dataset_management_pb2_grpc.DatasetManagementSer
             self._requests, "DeleteDataset", request.request_id, pb.DeleteDatasetResponse, effect
         )
 
-    def CreateOffer(  # noqa: N802 - gRPC method name
+    def CreateOffer(
         self, request: pb.CreateOfferRequest, context: grpc.ServicerContext
     ) -> pb.CreateOfferResponse:
         """Add an offer to a dataset."""
@@ -98,7 +98,7 @@ class DatasetManagementServicer(dataset_management_pb2_grpc.DatasetManagementSer
             self._requests, "CreateOffer", request.request_id, pb.CreateOfferResponse, effect
         )
 
-    def DeleteOffer(  # noqa: N802 - gRPC method name
+    def DeleteOffer(
         self, request: pb.DeleteOfferRequest, context: grpc.ServicerContext
     ) -> pb.DeleteOfferResponse:
         """Remove an offer."""

@@ -22,13 +22,13 @@ class PeerManagementServicer(peer_management_pb2_grpc.PeerManagementServiceServi
         self._directory = directory
         self._client = client
 
-    def ListPeers(  # noqa: N802 - gRPC method name
+    def ListPeers(
         self, request: pb.ListPeersRequest, context: grpc.ServicerContext
     ) -> pb.ListPeersResponse:
         """The configured peers."""
         return pb.ListPeersResponse(peers=[_peer_pb(p) for p in self._directory.all()])
 
-    def GetPeerCatalog(  # noqa: N802 - gRPC method name
+    def GetPeerCatalog(
         self, request: pb.GetPeerCatalogRequest, context: grpc.ServicerContext
     ) -> pb.GetPeerCatalogResponse:
         """The peer's catalog, over mutual TLS with this node's certificate."""
@@ -38,7 +38,7 @@ class PeerManagementServicer(peer_management_pb2_grpc.PeerManagementServiceServi
         catalog = self._client.catalog(peer, keyword=request.keyword)
         return pb.GetPeerCatalogResponse(peer=_peer_pb(peer), catalog=catalog)
 
-    def GetPeerDataset(  # noqa: N802 - gRPC method name
+    def GetPeerDataset(
         self, request: pb.GetPeerDatasetRequest, context: grpc.ServicerContext
     ) -> pb.GetPeerDatasetResponse:
         """One dataset of the peer's catalog."""

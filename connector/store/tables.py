@@ -118,3 +118,57 @@ class RequestRow(SQLModel, table=True):
     """The serialised response sent the first time."""
     create_time: datetime = _time_column()
     """When the response was recorded."""
+
+
+HASH_LENGTH = 64
+"""Length of an audit hash: SHA-256 in lowercase hex."""
+
+
+class AuditEntryRow(SQLModel, table=True):
+    """One entry of the audit log (table ``audit_entry``); see :mod:`connector.audit`.
+
+    Rows are only ever inserted, never updated or deleted.
+    """
+
+    __tablename__ = "audit_entry"
+    __table_args__ = (
+        sa.UniqueConstraint("hash", name="uq_audit_entry_hash"),
+        sa.Index("ix_audit_entry_subject_seq", "subject", "seq"),
+    )
+
+    seq: int = Field(sa_column=sa.Column(sa.BigInteger(), primary_key=True, autoincrement=False))
+    """Position in the log: 1, 2, 3 ... without gaps."""
+    time: datetime = _time_column()
+    """When the entry was appended."""
+    kind: str = Field(sa_column=sa.Column(sa.String(), nullable=False))
+    """What happened, e.g. ``negotiation.state``."""
+    actor: str = Field(sa_column=sa.Column(sa.String(), nullable=False))
+    """Who did it: a participant id, ``operator`` or ``node``."""
+    peer: str = Field(sa_column=sa.Column(sa.String(), nullable=False))
+    """The participant on the other side, or empty."""
+    subject: str = Field(sa_column=sa.Column(sa.String(), nullable=False))
+    """What it concerns (a negotiation or dataset id), or empty."""
+    payload: dict[str, Any] = Field(sa_column=sa.Column(sa.JSON(), nullable=False))
+    """The details, a JSON object in canonical form."""
+    prev_hash: str = Field(sa_column=sa.Column(sa.CHAR(HASH_LENGTH), nullable=False))
+    """The hash of the entry before (64 zeros for entry 1)."""
+    hash: str = Field(sa_column=sa.Column(sa.CHAR(HASH_LENGTH), nullable=False))
+    """This entry's hash over all its other fields."""
+
+
+class AuditHeadRow(SQLModel, table=True):
+    """The newest audit entry's number and hash (table ``audit_head``, one row, id 1).
+
+    Moved in the same transaction as each append, so a log cut short no longer
+    reaches its head. The migration creates the row as ``(0, 64 zeros)``.
+    """
+
+    __tablename__ = "audit_head"
+    __table_args__ = (sa.CheckConstraint("id = 1", name="ck_audit_head_single_row"),)
+
+    id: int = Field(sa_column=sa.Column(sa.Integer(), primary_key=True, autoincrement=False))
+    """Always 1."""
+    seq: int = Field(sa_column=sa.Column(sa.BigInteger(), nullable=False))
+    """The newest entry's number; 0 while the log is empty."""
+    hash: str = Field(sa_column=sa.Column(sa.CHAR(HASH_LENGTH), nullable=False))
+    """The newest entry's hash; 64 zeros while the log is empty."""

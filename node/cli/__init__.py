@@ -6,7 +6,17 @@ import sys
 
 import typer
 
-from node.cli import catalog, config_check, datasets, demo, health, node_cmds, pki
+from node.cli import (
+    audit,
+    catalog,
+    config_check,
+    contracts,
+    datasets,
+    demo,
+    health,
+    node_cmds,
+    pki,
+)
 
 app = typer.Typer(
     name="hanse",
@@ -20,6 +30,8 @@ app.add_typer(node_cmds.app, name="node")
 app.add_typer(config_check.app, name="config")
 app.add_typer(datasets.dataset_app, name="dataset")
 app.add_typer(datasets.offer_app, name="offer")
+app.add_typer(contracts.app, name="contract")
+app.add_typer(audit.app, name="audit")
 app.command("catalog")(catalog.catalog)
 app.command("peers")(catalog.peers)
 app.command("health")(health.health)

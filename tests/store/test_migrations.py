@@ -29,8 +29,15 @@ def test_a_new_database_has_no_revision(empty_engine: sa.Engine) -> None:
 def test_migrate_brings_the_schema_to_the_head(empty_engine: sa.Engine) -> None:
     migrate(empty_engine)
 
-    assert schema_revision(empty_engine) == head_revision() == "0001"
-    assert {"dataset", "offer", "request_record"} <= set(sa.inspect(empty_engine).get_table_names())
+    assert schema_revision(empty_engine) == head_revision() == "0003"
+    assert {
+        "dataset",
+        "offer",
+        "request_record",
+        "audit_entry",
+        "audit_head",
+        "negotiation",
+    } <= set(sa.inspect(empty_engine).get_table_names())
 
 
 def test_migrate_again_changes_nothing(engine: sa.Engine) -> None:

@@ -4,7 +4,7 @@ This module checks a policy's shape: rules with actions, constraints with a know
 left operand and operator, logical constraints (``and``, ``or``, ``xone``,
 ``andSequence``) nesting atomic ones. Anything unknown is refused with a message
 that says where, never silently accepted. Evaluating a policy against a request is
-the contract engine's work.
+:mod:`connector.policy.evaluation`'s work.
 """
 
 from __future__ import annotations

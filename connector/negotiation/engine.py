@@ -1,0 +1,787 @@
+"""The negotiation engine: both roles of the DSP contract negotiation, persisted.
+
+Every change is one store transaction together with its audit entries. A message
+this node sends is first saved as the record's pending message ("-ING" state);
+:meth:`NegotiationEngine.dispatch_due` delivers pending messages, retrying with
+backoff until the counter-party acknowledges ("-ED" state) or the attempts run out
+(TERMINATED, with the reason). State survives a restart: the dispatcher simply
+finds the pending messages again.
+
+A message received while this node still waits for the acknowledgement of its own
+message, and that is valid after that message, counts as the acknowledgement: the
+counter-party evidently received it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any, Protocol
+
+import grpc
+
+from connector.clock import Clock, SystemClock
+from connector.datasets import Offer
+from connector.errors import ConnectorError, invalid_argument, not_found
+from connector.negotiation.messages import (
+    DspMessage,
+    accepted_event,
+    agreement_message,
+    build_agreement,
+    finalized_event,
+    negotiation_ack,
+    new_pid,
+    offer_message,
+    request_message,
+    termination_message,
+    verification_message,
+)
+from connector.negotiation.model import (
+    AuditNote,
+    NegotiationRecord,
+    NegotiationStore,
+    PendingMessage,
+    StaleNegotiationError,
+)
+from connector.negotiation.states import (
+    TERMINAL_STATES,
+    Message,
+    NegotiationState,
+    Role,
+    TransitionError,
+    acknowledged,
+    next_state,
+    pending,
+)
+from connector.negotiation.usage import (
+    check_usage,
+    usage_constraints,
+    usage_from_constraints,
+    usage_request,
+)
+from connector.policy import evaluate, normalize_offer_policy
+from connector.policy.shape import PolicyError
+from connector.signing import (
+    Signature,
+    SignedAgreement,
+    SigningError,
+    sign_agreement,
+    verify_signed_agreement,
+)
+from connector.store import DatasetStore
+
+_log = logging.getLogger("hanse.negotiation")
+
+S = NegotiationState
+
+
+class Transport(Protocol):
+    """Delivers a pending message to the counter-party; returns its ACK (DSP JSON)."""
+
+    def deliver(self, record: NegotiationRecord, message: PendingMessage) -> Mapping[str, Any]:
+        """Send ``message``; raise :class:`ConnectorError` when refused or unreachable."""
+        ...
+
+
+@dataclass(frozen=True)
+class Party:
+    """This node as a negotiating party."""
+
+    participant_id: str
+    """Its participant id (certificate URI SAN)."""
+    callback_address: str
+    """Its protocol endpoint, sent to providers (``grpcs://host:port``)."""
+    cert_pem: bytes
+    """Its certificate, for signing agreements."""
+    key_pem: bytes
+    """Its private key."""
+    trust_pem: bytes
+    """The federation trust bundle, for verifying the counter-party's signature."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Retry schedule for undelivered messages."""
+
+    first: float = 0.2
+    """Seconds before the first retry."""
+    factor: float = 2.0
+    """Growth per retry."""
+    cap: float = 30.0
+    """Longest wait between tries."""
+    attempts: int = 8
+    """Deliveries tried before the negotiation is terminated."""
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Seconds to wait after ``attempt`` failed tries (full jitter)."""
+        base = min(self.cap, self.first * self.factor ** max(0, attempt - 1))
+        return base / 2 + rng.random() * base / 2
+
+
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+class NegotiationEngine:
+    """Runs negotiations for one node, as consumer and as provider."""
+
+    def __init__(
+        self,
+        *,
+        party: Party,
+        store: NegotiationStore,
+        datasets: DatasetStore,
+        transport: Transport,
+        clock: Clock | None = None,
+        backoff: Backoff | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.party = party
+        self.store = store
+        self.datasets = datasets
+        self.transport = transport
+        self.clock: Clock = clock or SystemClock()
+        self.backoff = backoff or Backoff()
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self.wake = threading.Event()
+        """Set whenever a message becomes due; the dispatcher thread waits on it."""
+
+    # --- consumer, on the operator's word ---------------------------------------------------
+
+    def start(
+        self,
+        *,
+        provider_id: str,
+        provider_address: str,
+        dataset_id: str,
+        offer_id: str,
+        offer_policy: Mapping[str, Any],
+        usage: Mapping[str, Any],
+    ) -> NegotiationRecord:
+        """Ask a provider for a contract on one of its offers."""
+        stated = check_usage(usage)
+        consumer_pid = new_pid()
+        offer = _with_target(offer_policy, offer_id, dataset_id)
+        offer["permission"] = [
+            {**rule, "constraint": [*rule.get("constraint", []), *usage_constraints(stated)]}
+            for rule in offer.get("permission", [])
+        ]
+        message = request_message(
+            consumer_pid=consumer_pid, offer=offer, callback_address=self.party.callback_address
+        )
+        record = NegotiationRecord(
+            id=consumer_pid,
+            role=Role.CONSUMER,
+            state=pending(S.INITIAL, Message.REQUEST, Role.CONSUMER),
+            consumer_pid=consumer_pid,
+            provider_pid="",
+            counterparty_id=provider_id,
+            counterparty_address=provider_address,
+            dataset_id=dataset_id,
+            offer_id=offer_id,
+            offer=offer,
+            usage=stated,
+            pending=PendingMessage(Message.REQUEST, new_pid(), message.to_json()),
+            next_attempt_at=self.clock.now(),
+        )
+        created = self.store.create(record, [self._state_note(record, S.INITIAL, "operator")])
+        self.wake.set()
+        return created
+
+    def accept(self, negotiation_id: str) -> NegotiationRecord:
+        """Accept the provider's latest offer (consumer, OFFERED)."""
+        record = self._mine(negotiation_id, Role.CONSUMER)
+        message = accepted_event(consumer_pid=record.consumer_pid, provider_pid=record.provider_pid)
+        return self._send(record, Message.ACCEPTED, message, actor="operator")
+
+    def counter(self, negotiation_id: str, policy: Mapping[str, Any]) -> NegotiationRecord:
+        """Answer with another policy: a counter-request (consumer) or an offer (provider)."""
+        record = self.store.get(negotiation_id)
+        try:
+            offer = normalize_offer_policy(policy, record.offer_id)
+        except PolicyError as exc:
+            raise invalid_argument(f"policy: {exc}", "policy_json", "POLICY_INVALID") from exc
+        offer = _with_target(offer, record.offer_id, record.dataset_id)
+        if record.role is Role.CONSUMER:
+            offer["permission"] = [
+                {**r, "constraint": [*r.get("constraint", []), *usage_constraints(record.usage)]}
+                for r in offer.get("permission", [])
+            ]
+            message = request_message(
+                consumer_pid=record.consumer_pid,
+                provider_pid=record.provider_pid,
+                offer=offer,
+                callback_address=self.party.callback_address,
+            )
+            kind = Message.REQUEST
+        else:
+            message = offer_message(
+                provider_pid=record.provider_pid, consumer_pid=record.consumer_pid, offer=offer
+            )
+            kind = Message.OFFER
+        return self._send(replace(record, offer=offer), kind, message, actor="operator")
+
+    def approve(self, negotiation_id: str) -> NegotiationRecord:
+        """Agree to a request that waits for the operator (provider, REQUESTED or ACCEPTED)."""
+        record = self._mine(negotiation_id, Role.PROVIDER)
+        return self._agree(record, actor="operator")
+
+    def terminate(self, negotiation_id: str, reason: str) -> NegotiationRecord:
+        """End a negotiation from any non-terminal state (either role)."""
+        record = self.store.get(negotiation_id)
+        message = termination_message(
+            consumer_pid=record.consumer_pid,
+            provider_pid=record.provider_pid,
+            code="TERMINATED_BY_OPERATOR",
+            reasons=(reason or "terminated by the operator",),
+        )
+        return self._send(
+            replace(record, reason=reason or "terminated by the operator"),
+            Message.TERMINATION,
+            message,
+            actor="operator",
+        )
+
+    # --- messages from the counter-party -----------------------------------------------------
+
+    def receive(
+        self,
+        kind: Message,
+        payload: Mapping[str, Any],
+        *,
+        sender_id: str,
+        signature: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Apply a message a peer sent; return the DSP ContractNegotiation ACK.
+
+        Raises:
+            ConnectorError: MESSAGE_INVALID, NEGOTIATION_NOT_FOUND, TRANSITION_INVALID,
+                OFFER_NOT_FOUND, POLICY_REFUSED, AGREEMENT_INVALID. Nothing changed then.
+        """
+        message = DspMessage.from_json(payload, expected=kind)
+        for _ in range(3):
+            try:
+                return self._receive_once(message, sender_id, signature)
+            except StaleNegotiationError:
+                continue
+        raise ConnectorError(
+            grpc.StatusCode.ABORTED,
+            "TRANSITION_INVALID",
+            "the negotiation changed concurrently; send the message again",
+            retryable=True,
+        )
+
+    def _receive_once(
+        self, message: DspMessage, sender_id: str, signature: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        if message.kind is Message.REQUEST and not message.provider_pid:
+            return self._initial_request(message, sender_id)
+        record = self._addressed(message, sender_id)
+        sender = Role.PROVIDER if record.role is Role.CONSUMER else Role.CONSUMER
+        state, implicit_ack = self._state_for(record, message.kind, sender)
+        notes = [_message_note("negotiation.message.received", record, message)]
+        if implicit_ack is not None:
+            notes.append(self._state_note(implicit_ack, record.state, "node"))
+            record = implicit_ack
+        updated = replace(
+            record, state=state, provider_pid=record.provider_pid or message.provider_pid
+        )
+        follow: Callable[[NegotiationRecord], NegotiationRecord] | None = None
+        if message.kind is Message.TERMINATION:
+            updated = replace(
+                updated,
+                pending=None,
+                next_attempt_at=None,
+                reason="; ".join(message.reasons) or f"terminated by {sender_id}",
+            )
+        elif message.kind is Message.OFFER:
+            updated = replace(
+                updated,
+                offer=dict(message.offer or {}),
+                reason="offer to accept, counter or terminate",
+            )
+        elif message.kind is Message.REQUEST:
+            updated = self._counter_request(updated, message, sender_id)
+            if _offer_record(self.datasets, updated.offer_id).auto_agree and updated.reason == "":
+                follow = self._auto_agree
+        elif message.kind is Message.ACCEPTED:
+            follow = self._auto_agree
+        elif message.kind is Message.AGREEMENT:
+            updated = self._check_agreement(updated, message, signature)
+            follow = self._verify
+        elif message.kind is Message.VERIFICATION:
+            updated = self._check_verification(updated, signature)
+            follow = self._finalize
+        notes.append(self._state_note(updated, record.state, sender_id))
+        if updated.state is S.FINALIZED:
+            notes.append(self._agreement_note(updated))
+        saved = self.store.save(updated, notes)
+        ack = negotiation_ack(
+            consumer_pid=saved.consumer_pid, provider_pid=saved.provider_pid, state=saved.state
+        )
+        if follow is not None:
+            try:
+                follow(saved)
+            except (ConnectorError, StaleNegotiationError) as exc:
+                _log.warning(
+                    "follow-up step failed", extra={"negotiation": saved.id, "error": str(exc)}
+                )
+        return ack
+
+    def _initial_request(self, message: DspMessage, sender_id: str) -> dict[str, Any]:
+        existing = self.store.find(Role.PROVIDER, consumer_pid=message.consumer_pid)
+        if existing is not None and existing.counterparty_id == sender_id:
+            # A repeat of a request already taken: the same answer, no second negotiation.
+            return negotiation_ack(
+                consumer_pid=existing.consumer_pid,
+                provider_pid=existing.provider_pid,
+                state=_settled(existing.state),
+            )
+        offer_in = dict(message.offer or {})
+        dataset_id = str(offer_in.get("target", ""))
+        offer = _offer_record(self.datasets, str(offer_in.get("@id", "")), dataset_id)
+        usage = usage_from_constraints(_constraints(offer_in))
+        decision = evaluate(
+            offer.policy, usage_request(usage, assignee=sender_id), now=self.clock.now()
+        )
+        provider_pid = new_pid()
+        base = NegotiationRecord(
+            id=provider_pid,
+            role=Role.PROVIDER,
+            state=S.INITIAL,
+            consumer_pid=message.consumer_pid,
+            provider_pid=provider_pid,
+            counterparty_id=sender_id,
+            counterparty_address=_address(message.callback_address),
+            dataset_id=dataset_id,
+            offer_id=offer.id,
+            offer=_with_target(offer.policy, offer.id, dataset_id),
+            usage=usage,
+        )
+        if not decision.permitted:
+            # Refused at the door: no negotiation is created; the refusal is on the record.
+            self.store.append_audit(
+                [
+                    _message_note("negotiation.message.received", base, message),
+                    AuditNote(
+                        "negotiation.refused",
+                        {
+                            "consumerPid": message.consumer_pid,
+                            "offer": offer.id,
+                            "reason": decision.reason(),
+                        },
+                        peer=sender_id,
+                    ),
+                ]
+            )
+            raise ConnectorError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "POLICY_REFUSED",
+                f"offer {offer.id} does not permit this use: {decision.reason()}",
+                metadata={"offer": offer.id},
+            )
+        record = replace(
+            base,
+            state=S.REQUESTED,
+            reason="" if offer.auto_agree else "waiting for the operator to approve",
+        )
+        saved = self.store.create(
+            record,
+            [
+                _message_note("negotiation.message.received", record, message),
+                self._state_note(record, S.INITIAL, sender_id),
+            ],
+        )
+        if offer.auto_agree:
+            try:
+                self._agree(saved, actor="node")
+            except (ConnectorError, StaleNegotiationError) as exc:
+                _log.warning(
+                    "auto-agree failed", extra={"negotiation": saved.id, "error": str(exc)}
+                )
+        return negotiation_ack(
+            consumer_pid=saved.consumer_pid, provider_pid=saved.provider_pid, state=S.REQUESTED
+        )
+
+    def _counter_request(
+        self, record: NegotiationRecord, message: DspMessage, sender_id: str
+    ) -> NegotiationRecord:
+        offer_in = dict(message.offer or {})
+        usage = usage_from_constraints(_constraints(offer_in))
+        stored = _offer_record(self.datasets, record.offer_id, record.dataset_id)
+        decision = evaluate(
+            stored.policy, usage_request(usage, assignee=sender_id), now=self.clock.now()
+        )
+        reason = (
+            "" if decision.permitted else f"counter-request outside the offer: {decision.reason()}"
+        )
+        return replace(record, offer=offer_in, usage=usage, reason=reason or "")
+
+    def _check_agreement(
+        self, record: NegotiationRecord, message: DspMessage, signature: Mapping[str, Any] | None
+    ) -> NegotiationRecord:
+        agreement = dict(message.agreement or {})
+        problems = []
+        if agreement.get("target") != record.dataset_id:
+            problems.append(f"target is {agreement.get('target')!r}, not {record.dataset_id!r}")
+        if agreement.get("assigner") != record.counterparty_id:
+            problems.append("assigner is not the provider")
+        if agreement.get("assignee") != self.party.participant_id:
+            problems.append("assignee is not this node")
+        stated = usage_constraints(record.usage)
+        for rule in agreement.get("permission", []):
+            missing = [c for c in stated if c not in rule.get("constraint", [])]
+            if missing:
+                problems.append("the agreement drops the usage this node stated")
+                break
+        if signature is None:
+            problems.append("the provider's signature is missing")
+        if problems or signature is None:
+            raise _agreement_invalid("; ".join(problems))
+        provider_sig = _signature(signature)
+        own = sign_agreement(
+            agreement,
+            role="consumer",
+            cert_pem=self.party.cert_pem,
+            key_pem=self.party.key_pem,
+            clock=self.clock,
+        )
+        report = verify_signed_agreement(
+            SignedAgreement(agreement, (provider_sig, own)),
+            self.party.trust_pem,
+            at=self.clock.now(),
+        )
+        if not report.ok:
+            raise _agreement_invalid(report.problem or "the signatures do not verify")
+        return replace(
+            record,
+            agreement=agreement,
+            signatures=(provider_sig.to_json(), own.to_json()),
+            reason="",
+        )
+
+    def _check_verification(
+        self, record: NegotiationRecord, signature: Mapping[str, Any] | None
+    ) -> NegotiationRecord:
+        if record.agreement is None or signature is None:
+            raise _agreement_invalid("verification without the consumer's signature")
+        consumer_sig = _signature(signature)
+        provider_sig = _signature(record.signatures[0])
+        report = verify_signed_agreement(
+            SignedAgreement(dict(record.agreement), (provider_sig, consumer_sig)),
+            self.party.trust_pem,
+            at=self.clock.now(),
+        )
+        if not report.ok:
+            raise _agreement_invalid(report.problem or "the signatures do not verify")
+        return replace(record, signatures=(provider_sig.to_json(), consumer_sig.to_json()))
+
+    # --- this node's next steps ------------------------------------------------------------------
+
+    def _auto_agree(self, record: NegotiationRecord) -> NegotiationRecord:
+        return self._agree(record, actor="node")
+
+    def _agree(self, record: NegotiationRecord, *, actor: str) -> NegotiationRecord:
+        agreement = build_agreement(
+            agreement_id=new_pid(),
+            offer=record.offer,
+            assigner=self.party.participant_id,
+            assignee=record.counterparty_id,
+            target=record.dataset_id,
+            timestamp=self.clock.now(),
+            extra_constraints=usage_constraints(record.usage),
+        )
+        own = sign_agreement(
+            agreement,
+            role="provider",
+            cert_pem=self.party.cert_pem,
+            key_pem=self.party.key_pem,
+            clock=self.clock,
+        )
+        message = agreement_message(
+            provider_pid=record.provider_pid, consumer_pid=record.consumer_pid, agreement=agreement
+        )
+        updated = replace(record, agreement=agreement, signatures=(own.to_json(),), reason="")
+        return self._send(updated, Message.AGREEMENT, message, actor=actor, signature=own.to_json())
+
+    def _verify(self, record: NegotiationRecord) -> NegotiationRecord:
+        message = verification_message(
+            consumer_pid=record.consumer_pid, provider_pid=record.provider_pid
+        )
+        return self._send(
+            record, Message.VERIFICATION, message, actor="node", signature=record.signatures[1]
+        )
+
+    def _finalize(self, record: NegotiationRecord) -> NegotiationRecord:
+        message = finalized_event(
+            consumer_pid=record.consumer_pid, provider_pid=record.provider_pid
+        )
+        return self._send(record, Message.FINALIZED, message, actor="node")
+
+    def _send(
+        self,
+        record: NegotiationRecord,
+        kind: Message,
+        message: DspMessage,
+        *,
+        actor: str,
+        signature: Mapping[str, Any] | None = None,
+    ) -> NegotiationRecord:
+        try:
+            state = pending(record.state, kind, record.role)
+        except TransitionError as exc:
+            raise _transition_invalid(exc) from exc
+        updated = replace(
+            record,
+            state=state,
+            pending=PendingMessage(kind, new_pid(), message.to_json(), signature),
+            attempts=0,
+            next_attempt_at=self.clock.now(),
+        )
+        saved = self.store.save(updated, [self._state_note(updated, record.state, actor)])
+        self.wake.set()
+        return saved
+
+    # --- delivery -----------------------------------------------------------------------------
+
+    def dispatch_due(self, limit: int = 32) -> int:
+        """Deliver every pending message that is due; return how many were tried."""
+        due = self.store.due(self.clock.now(), limit)
+        for record in due:
+            self._deliver(record)
+        return len(due)
+
+    def next_due_in(self) -> float | None:
+        """Seconds until the next pending message is due (None: nothing pending)."""
+        due = self.store.due(self.clock.now() + timedelta(days=3650), 1)
+        if not due or due[0].next_attempt_at is None:
+            return None
+        return max(0.0, (due[0].next_attempt_at - self.clock.now()).total_seconds())
+
+    def _deliver(self, record: NegotiationRecord) -> None:
+        message = record.pending
+        if message is None:
+            return
+        try:
+            ack = self.transport.deliver(record, message)
+        except ConnectorError as error:
+            self._delivery_failed(record, error)
+            return
+        try:
+            current = self.store.get(record.id)
+        except ConnectorError:
+            return
+        if current.pending is None or current.pending.message_id != message.message_id:
+            return  # acknowledged implicitly meanwhile
+        done = acknowledged(current.state)
+        provider_pid = current.provider_pid or str(ack.get("providerPid", ""))
+        updated = replace(
+            current,
+            state=done,
+            provider_pid=provider_pid,
+            pending=None,
+            attempts=current.attempts + 1,
+            next_attempt_at=None,
+        )
+        notes = [
+            AuditNote(
+                "negotiation.message.sent",
+                {"message": dict(message.payload)},
+                peer=current.counterparty_id,
+            ),
+            self._state_note(updated, current.state, current.counterparty_id),
+        ]
+        if done is S.FINALIZED:
+            notes.append(self._agreement_note(updated))
+        with _ignore_stale():
+            self.store.save(updated, notes)
+
+    def _delivery_failed(self, record: NegotiationRecord, error: ConnectorError) -> None:
+        attempts = record.attempts + 1
+        retry = error.retryable or error.code in RETRYABLE
+        if retry and attempts < self.backoff.attempts:
+            wait = self.backoff.delay(attempts, self.rng)
+            updated = replace(
+                record,
+                attempts=attempts,
+                next_attempt_at=self.clock.now() + timedelta(seconds=wait),
+            )
+            with _ignore_stale():
+                self.store.save(updated)
+            return
+        peer = record.counterparty_id
+        sent = record.pending.kind.value if record.pending else "the message"
+        if retry:
+            why = f"{peer} did not acknowledge after {attempts} attempts: {error.message}"
+        else:
+            why = f"{peer} refused {sent}: {error.message} [{error.reason}]"
+        updated = replace(
+            record,
+            state=S.TERMINATED,
+            pending=None,
+            attempts=attempts,
+            next_attempt_at=None,
+            reason=why,
+        )
+        with _ignore_stale():
+            self.store.save(updated, [self._state_note(updated, record.state, "node")])
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _mine(self, negotiation_id: str, role: Role) -> NegotiationRecord:
+        record = self.store.get(negotiation_id)
+        if record.role is not role:
+            raise ConnectorError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "TRANSITION_INVALID",
+                f"negotiation {negotiation_id} is this node's {record.role.value} side; "
+                f"only the {role.value} does that",
+            )
+        return record
+
+    def _addressed(self, message: DspMessage, sender_id: str) -> NegotiationRecord:
+        # A message names both pids; this node looks up its own.
+        record = (
+            self.store.find(Role.PROVIDER, provider_pid=message.provider_pid)
+            if message.provider_pid
+            else None
+        )
+        if record is None or record.consumer_pid != message.consumer_pid:
+            record = self.store.find(Role.CONSUMER, consumer_pid=message.consumer_pid)
+            if (
+                record is not None
+                and record.provider_pid
+                and message.provider_pid != record.provider_pid
+            ):
+                record = None
+        if record is None or record.counterparty_id != sender_id:
+            raise not_found(
+                "NEGOTIATION_NOT_FOUND",
+                "no negotiation with these process ids is shared with you",
+                consumer_pid=message.consumer_pid,
+                provider_pid=message.provider_pid,
+            )
+        return record
+
+    def _state_for(
+        self, record: NegotiationRecord, kind: Message, sender: Role
+    ) -> tuple[NegotiationState, NegotiationRecord | None]:
+        try:
+            return next_state(record.state, kind, sender), None
+        except TransitionError as first:
+            if record.state.is_pending and record.state is not S.TERMINATING:
+                acked = replace(
+                    record, state=acknowledged(record.state), pending=None, next_attempt_at=None
+                )
+                try:
+                    return next_state(acked.state, kind, sender), acked
+                except TransitionError:
+                    pass
+            raise _transition_invalid(first) from first
+
+    def _state_note(
+        self, record: NegotiationRecord, before: NegotiationState, actor: str
+    ) -> AuditNote:
+        return AuditNote(
+            "negotiation.state",
+            {
+                "negotiation": record.id,
+                "role": record.role.value,
+                "from": before.value,
+                "to": record.state.value,
+                "consumerPid": record.consumer_pid,
+                "providerPid": record.provider_pid,
+                "dataset": record.dataset_id,
+                "reason": record.reason,
+            },
+            peer=record.counterparty_id,
+            actor=actor,
+        )
+
+    def _agreement_note(self, record: NegotiationRecord) -> AuditNote:
+        return AuditNote(
+            "agreement.finalized",
+            {"agreement": dict(record.agreement or {}), "signatures": list(record.signatures)},
+            peer=record.counterparty_id,
+        )
+
+
+def _with_target(policy: Mapping[str, Any], offer_id: str, dataset_id: str) -> dict[str, Any]:
+    offer = {k: v for k, v in policy.items() if k != "@context"}
+    offer["@id"] = offer_id
+    offer["@type"] = "Offer"
+    offer["target"] = dataset_id
+    return offer
+
+
+def _constraints(offer: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    out: list[Mapping[str, Any]] = []
+    for rule in offer.get("permission", []):
+        out.extend(rule.get("constraint", []))
+    return out
+
+
+def _offer_record(datasets: DatasetStore, offer_id: str, dataset_id: str = "") -> Offer:
+    try:
+        offer = datasets.get_offer(offer_id)
+    except ConnectorError as exc:
+        raise not_found(
+            "OFFER_NOT_FOUND", f"no offer {offer_id!r} in this catalog", offer=offer_id
+        ) from exc
+    if dataset_id and offer.dataset_id != dataset_id:
+        raise not_found(
+            "OFFER_NOT_FOUND",
+            f"offer {offer_id!r} is not for dataset {dataset_id!r}",
+            offer=offer_id,
+        )
+    return offer
+
+
+def _address(callback: str) -> str:
+    return callback.removeprefix("grpcs://").rstrip("/")
+
+
+def _settled(state: NegotiationState) -> NegotiationState:
+    return acknowledged(state) if state.is_pending else state
+
+
+def _signature(data: Mapping[str, Any]) -> Signature:
+    try:
+        return Signature.from_json(data)
+    except SigningError as exc:
+        raise _agreement_invalid(f"signature is malformed: {exc}") from exc
+
+
+def _agreement_invalid(detail: str) -> ConnectorError:
+    return ConnectorError(
+        grpc.StatusCode.FAILED_PRECONDITION, "AGREEMENT_INVALID", f"agreement refused: {detail}"
+    )
+
+
+def _transition_invalid(error: TransitionError) -> ConnectorError:
+    return ConnectorError(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "TRANSITION_INVALID",
+        str(error),
+        metadata={"state": error.state.value, "message": error.message.value},
+    )
+
+
+def _message_note(kind: str, record: NegotiationRecord, message: DspMessage) -> AuditNote:
+    return AuditNote(
+        kind, {"negotiation": record.id, "message": message.to_json()}, peer=record.counterparty_id
+    )
+
+
+class _ignore_stale:  # noqa: N801 - used as a context manager
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> bool:
+        return kind is not None and issubclass(kind, StaleNegotiationError)
+
+
+__all__ = ["TERMINAL_STATES", "Backoff", "NegotiationEngine", "Party", "Transport"]
