@@ -442,13 +442,7 @@ class NegotiationEngine:
         if problems or signature is None:
             raise _agreement_invalid("; ".join(problems))
         provider_sig = _signature(signature)
-        own = sign_agreement(
-            agreement,
-            role="consumer",
-            cert_pem=self.party.cert_pem,
-            key_pem=self.party.key_pem,
-            clock=self.clock,
-        )
+        own = self._sign(agreement, role="consumer")
         report = verify_signed_agreement(
             SignedAgreement(agreement, (provider_sig, own)),
             self.party.trust_pem,
@@ -494,13 +488,7 @@ class NegotiationEngine:
             timestamp=self.clock.now(),
             extra_constraints=usage_constraints(record.usage),
         )
-        own = sign_agreement(
-            agreement,
-            role="provider",
-            cert_pem=self.party.cert_pem,
-            key_pem=self.party.key_pem,
-            clock=self.clock,
-        )
+        own = self._sign(agreement, role="provider")
         message = agreement_message(
             provider_pid=record.provider_pid, consumer_pid=record.consumer_pid, agreement=agreement
         )
@@ -630,6 +618,23 @@ class NegotiationEngine:
             self.store.save(updated, [self._state_note(updated, record.state, "node")])
 
     # --- helpers --------------------------------------------------------------------------------
+
+    def _sign(self, agreement: Mapping[str, Any], *, role: str) -> Signature:
+        """This node's signature, or a clear refusal when it cannot sign (expired certificate)."""
+        try:
+            return sign_agreement(
+                agreement,
+                role=role,
+                cert_pem=self.party.cert_pem,
+                key_pem=self.party.key_pem,
+                clock=self.clock,
+            )
+        except SigningError as exc:
+            raise ConnectorError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "AGREEMENT_INVALID",
+                f"this node cannot sign the agreement: {exc}",
+            ) from exc
 
     def _mine(self, negotiation_id: str, role: Role) -> NegotiationRecord:
         record = self.store.get(negotiation_id)
