@@ -2,8 +2,8 @@
 
 It creates a development PKI, starts city nodes (each holding some Auckland
 pedestrian-count sensors) and a researcher node as real processes, lets the
-researcher read every city's catalog through its own node over mutual TLS, shows
-what a node refuses, writes the catalogs as DSP 2025-1 JSON-LD, and stops every
+researcher read every city's catalog through its own node over mutual TLS, negotiates
+a usage contract with each city (signed by both sides), shows what a node refuses, writes the catalogs as DSP 2025-1 JSON-LD, and stops every
 process it started (also on Ctrl-C or failure).
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,14 @@ from connector.identity import (
     issue_certificate,
     load_tls,
 )
-from connector.v1 import catalog_protocol_pb2, catalog_protocol_pb2_grpc, peer_management_pb2
+from connector.v1 import (
+    catalog_protocol_pb2,
+    catalog_protocol_pb2_grpc,
+    negotiation_management_pb2,
+    peer_management_pb2,
+)
+from connector.v1.negotiation_pb2 import Negotiation
+from node.client import NodeClient
 from node.sample_data import sensors
 from node.setup import NodeInit, PeerSpec
 from node.supervisor import RunningNode, start_node
@@ -138,12 +146,15 @@ def run_demo(options: DemoOptions, console: Console) -> Path:
                 )
         console.print(summary)
 
+        console.rule("Usage contracts: the researcher asks each city, stating its purpose")
+        agreements = _contracts(out, researcher, cities, console)
+
         console.rule("What a node refuses")
         refusals = _refusals(out, researcher, cities[0])
         for label, message in refusals:
             console.print(f"[red]refused[/] {label}: {message}", highlight=False)
 
-        report = _report(out, cities, refusals)
+        report = _report(out, cities, agreements, refusals)
         console.rule("Done")
         console.print(f"report: {report}")
         console.print(f"DSP catalogs: {catalogs_dir}")
@@ -155,6 +166,56 @@ def run_demo(options: DemoOptions, console: Console) -> Path:
             console.print("stopping every node ...")
         finished = True
     return report
+
+
+def _contracts(
+    out: Path, researcher: RunningNode, cities: list[RunningNode], console: Console
+) -> list[tuple[str, str, str]]:
+    """One contract per city for the first dataset (signed by both), written as files."""
+    agreements_dir = out / "agreements"
+    agreements_dir.mkdir()
+    done: list[tuple[str, str, str]] = []
+    usage = json.dumps({"purpose": "forecasting", "max_rounds": 5, "epsilon": 8.0})
+    with researcher.client() as client:
+        started = []
+        for city in cities:
+            dataset = city.config.model.datasets[0].id
+            negotiation = client.call(
+                client.negotiations.StartNegotiation,
+                negotiation_management_pb2.StartNegotiationRequest(
+                    peer=city.config.model.node.name, dataset_id=dataset, usage_json=usage
+                ),
+            ).negotiation
+            started.append((city.config.model.node.name, negotiation.id))
+        for name, negotiation_id in started:
+            final = _until_final(client, negotiation_id)
+            path = agreements_dir / f"{name}.json"
+            if final.agreement_json:
+                path.write_text(json.dumps(json.loads(final.agreement_json), indent=2) + "\n")
+            console.print(
+                f"{name}: {final.state} {final.dataset_id}"
+                + (
+                    f" (agreement signed by both: agreements/{path.name})"
+                    if final.agreement_json
+                    else ""
+                )
+                + (f" [{final.reason}]" if final.reason else ""),
+                highlight=False,
+            )
+            done.append((name, final.state, final.dataset_id))
+    return done
+
+
+def _until_final(client: NodeClient, negotiation_id: str, timeout: float = 60.0) -> Negotiation:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = client.call(
+            client.negotiations.GetManagedNegotiation,
+            negotiation_management_pb2.GetManagedNegotiationRequest(id=negotiation_id),
+        ).negotiation
+        if found.state in ("FINALIZED", "TERMINATED") or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
 
 
 def _refusals(out: Path, researcher: RunningNode, city: RunningNode) -> list[tuple[str, str]]:
@@ -175,6 +236,15 @@ def _refusals(out: Path, researcher: RunningNode, city: RunningNode) -> list[tup
             )
         except ConnectorError as exc:
             found.append(("a dataset city-a does not offer", str(exc)))
+        dataset = city.config.model.datasets[0].id
+        refused = client.call(
+            client.negotiations.StartNegotiation,
+            negotiation_management_pb2.StartNegotiationRequest(
+                peer="city-a", dataset_id=dataset, usage_json=json.dumps({"purpose": "advertising"})
+            ),
+        ).negotiation
+        final = _until_final(client, refused.id)
+        found.append((f"a contract for advertising on {dataset}", final.reason))
     intruder = _foreign_identity(out)
     with grpc.secure_channel(city.protocol, channel_credentials(intruder)) as channel:
         stub = catalog_protocol_pb2_grpc.CatalogProtocolServiceStub(channel)
@@ -200,7 +270,12 @@ def _foreign_identity(out: Path) -> LoadedTLS:
     return load_tls(TLSFiles(files.cert, foreign / "intruder.key", out / "pki" / "ca.pem"))
 
 
-def _report(out: Path, cities: list[RunningNode], refusals: list[tuple[str, str]]) -> Path:
+def _report(
+    out: Path,
+    cities: list[RunningNode],
+    agreements: list[tuple[str, str, str]],
+    refusals: list[tuple[str, str]],
+) -> Path:
     lines = [
         "# Hanse demo report",
         "",
@@ -217,6 +292,15 @@ def _report(out: Path, cities: list[RunningNode], refusals: list[tuple[str, str]
             f"| {model.node.name} | {model.node.participant_id} | "
             f"{', '.join(d.id for d in model.datasets)} | catalogs/{model.node.name}.json |"
         )
+    lines += [
+        "",
+        "## Contracts",
+        "",
+        "| city | dataset | state | signed agreement |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, state, dataset in agreements:
+        lines.append(f"| {name} | {dataset} | {state} | agreements/{name}.json |")
     lines += ["", "## Refused", ""]
     lines += [f"- {label}: `{message}`" for label, message in refusals]
     lines += ["", "Node logs (JSON lines) are in `logs/`.", ""]

@@ -59,6 +59,24 @@ def test_demo_runs_end_to_end_and_leaves_nothing_running(tmp_path: Path, dsp_val
     report = (out / "report.md").read_text()
     assert "| city-a | urn:hanse:city-a | akl-ped-107-quay-street |" in report
     assert "[PEER_UNKNOWN]" in report and "[DATASET_NOT_FOUND]" in report
+    assert "| city-a | akl-ped-107-quay-street | FINALIZED | agreements/city-a.json |" in report
+    assert "POLICY_REFUSED" in report and "advertising" in report
+    verified = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "node",
+            "contract",
+            "verify",
+            str(out / "agreements" / "city-b.json"),
+            "--trust-bundle",
+            str(out / "pki" / "ca.pem"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert verified.returncode == 0, verified.stderr
     for city in ("city-a", "city-b"):
         document = json.loads((out / "catalogs" / f"{city}.json").read_text())
         dsp_validate(document, "catalog/catalog-schema.json")
