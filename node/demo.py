@@ -2,9 +2,10 @@
 
 It creates a development PKI, starts city nodes (each holding some Auckland
 pedestrian-count sensors) and a researcher node as real processes, lets the
-researcher read every city's catalog through its own node over mutual TLS, negotiates
-a usage contract with each city (signed by both sides), shows what a node refuses, writes the catalogs as DSP 2025-1 JSON-LD, and stops every
-process it started (also on Ctrl-C or failure).
+researcher read every city's catalog through its own node over mutual TLS,
+negotiates a usage contract with each city (signed by both sides), shows what a
+node refuses, writes the catalogs and agreements as DSP 2025-1 JSON-LD, and stops
+every process it started (also on Ctrl-C or failure).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import random
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import grpc
@@ -194,6 +194,18 @@ class NegotiationEngine:
     def accept(self, negotiation_id: str) -> NegotiationRecord:
         """Accept the provider's latest offer (consumer, OFFERED)."""
         record = self._mine(negotiation_id, Role.CONSUMER)
+        decision = evaluate(
+            record.offer,
+            usage_request(record.usage, assignee=self.party.participant_id),
+            now=self.clock.now(),
+        )
+        if not decision.permitted:
+            raise ConnectorError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "POLICY_REFUSED",
+                f"the offer does not permit the use this node stated: {decision.reason()}; "
+                "counter with your own terms or terminate",
+            )
         message = accepted_event(consumer_pid=record.consumer_pid, provider_pid=record.provider_pid)
         return self._send(record, Message.ACCEPTED, message, actor="operator")
 
@@ -305,10 +317,10 @@ class NegotiationEngine:
             )
         elif message.kind is Message.REQUEST:
             updated = self._counter_request(updated, message, sender_id)
-            if _offer_record(self.datasets, updated.offer_id).auto_agree and updated.reason == "":
+            if updated.reason == "":
                 follow = self._auto_agree
         elif message.kind is Message.ACCEPTED:
-            follow = self._auto_agree
+            follow = self._agree_to_accepted
         elif message.kind is Message.AGREEMENT:
             updated = self._check_agreement(updated, message, signature)
             follow = self._verify
@@ -338,7 +350,7 @@ class NegotiationEngine:
             return negotiation_ack(
                 consumer_pid=existing.consumer_pid,
                 provider_pid=existing.provider_pid,
-                state=_settled(existing.state),
+                state=visible_state(existing),
             )
         offer_in = dict(message.offer or {})
         dataset_id = str(offer_in.get("target", ""))
@@ -415,10 +427,13 @@ class NegotiationEngine:
         decision = evaluate(
             stored.policy, usage_request(usage, assignee=sender_id), now=self.clock.now()
         )
-        reason = (
-            "" if decision.permitted else f"counter-request outside the offer: {decision.reason()}"
-        )
-        return replace(record, offer=offer_in, usage=usage, reason=reason or "")
+        if not decision.permitted:
+            reason = f"counter-request outside the offer: {decision.reason()}"
+        elif stored.auto_agree:
+            reason = ""
+        else:
+            reason = "waiting for the operator to approve"
+        return replace(record, offer=offer_in, usage=usage, reason=reason)
 
     def _check_agreement(
         self, record: NegotiationRecord, message: DspMessage, signature: Mapping[str, Any] | None
@@ -431,12 +446,7 @@ class NegotiationEngine:
             problems.append("assigner is not the provider")
         if agreement.get("assignee") != self.party.participant_id:
             problems.append("assignee is not this node")
-        stated = usage_constraints(record.usage)
-        for rule in agreement.get("permission", []):
-            missing = [c for c in stated if c not in rule.get("constraint", [])]
-            if missing:
-                problems.append("the agreement drops the usage this node stated")
-                break
+        problems.extend(self._terms_differ(record, agreement))
         if signature is None:
             problems.append("the provider's signature is missing")
         if problems or signature is None:
@@ -456,6 +466,29 @@ class NegotiationEngine:
             signatures=(provider_sig.to_json(), own.to_json()),
             reason="",
         )
+
+    def _terms_differ(self, record: NegotiationRecord, agreement: Mapping[str, Any]) -> list[str]:
+        """What in ``agreement`` is not the offer on the table plus the stated usage."""
+        try:
+            expected = build_agreement(
+                agreement_id=str(agreement.get("@id", "")),
+                offer=record.offer,
+                assigner=record.counterparty_id,
+                assignee=self.party.participant_id,
+                target=record.dataset_id,
+                timestamp=datetime.fromisoformat(str(agreement.get("timestamp", ""))),
+                extra_constraints=usage_constraints(record.usage),
+            )
+        except ValueError as exc:
+            return [f"the agreement cannot be compared with the offer: {exc}"]
+        differ = [
+            key
+            for key in ("permission", "prohibition", "obligation", "profile")
+            if agreement.get(key) != expected.get(key)
+        ]
+        if not differ:
+            return []
+        return [f"its {', '.join(differ)} differ from the offer on the table and the usage stated"]
 
     def _check_verification(
         self, record: NegotiationRecord, signature: Mapping[str, Any] | None
@@ -477,6 +510,25 @@ class NegotiationEngine:
 
     def _auto_agree(self, record: NegotiationRecord) -> NegotiationRecord:
         return self._agree(record, actor="node")
+
+    def _agree_to_accepted(self, record: NegotiationRecord) -> NegotiationRecord:
+        # The consumer accepted this node's offer: agree, unless the offer does not
+        # permit the use the consumer stated (then an agreement would contradict itself).
+        decision = evaluate(
+            record.offer,
+            usage_request(record.usage, assignee=record.counterparty_id),
+            now=self.clock.now(),
+        )
+        if decision.permitted:
+            return self._agree(record, actor="node")
+        why = f"the accepted offer does not permit the stated use: {decision.reason()}"
+        message = termination_message(
+            consumer_pid=record.consumer_pid,
+            provider_pid=record.provider_pid,
+            code="POLICY_REFUSED",
+            reasons=(why,),
+        )
+        return self._send(replace(record, reason=why), Message.TERMINATION, message, actor="node")
 
     def _agree(self, record: NegotiationRecord, *, actor: str) -> NegotiationRecord:
         agreement = build_agreement(
@@ -525,7 +577,9 @@ class NegotiationEngine:
         updated = replace(
             record,
             state=state,
-            pending=PendingMessage(kind, new_pid(), message.to_json(), signature),
+            pending=PendingMessage(
+                kind, new_pid(), message.to_json(), signature, from_state=visible_state(record)
+            ),
             attempts=0,
             next_attempt_at=self.clock.now(),
         )
@@ -749,8 +803,17 @@ def _address(callback: str) -> str:
     return callback.removeprefix("grpcs://").rstrip("/")
 
 
-def _settled(state: NegotiationState) -> NegotiationState:
-    return acknowledged(state) if state.is_pending else state
+def visible_state(record: NegotiationRecord) -> NegotiationState:
+    """The DSP state the counter-party sees: before a pending message, the state it left.
+
+    DSP reaches a state only on the acknowledgement, so AGREEING shows as the state the
+    agreement was sent from, and a provider's FINALIZING is not yet FINALIZED.
+    """
+    if not record.state.is_pending:
+        return record.state
+    if record.pending is not None and record.pending.from_state is not None:
+        return record.pending.from_state
+    return acknowledged(record.state)
 
 
 def _signature(data: Mapping[str, Any]) -> Signature:

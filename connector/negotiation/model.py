@@ -28,6 +28,8 @@ class PendingMessage:
     """The DSP JSON-LD message."""
     signature: Mapping[str, Any] | None = None
     """This node's signature over the agreement, with agreement and verification messages."""
+    from_state: NegotiationState | None = None
+    """The acknowledged state before this message: what the counter-party sees until the ACK."""
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from google.protobuf.message import Message as ProtoMessage
 
 from connector.errors import invalid_argument, not_found
 from connector.interceptors.authentication import current_peer
-from connector.negotiation.engine import NegotiationEngine
+from connector.negotiation.engine import NegotiationEngine, visible_state
 from connector.negotiation.messages import negotiation_ack
-from connector.negotiation.states import Message, NegotiationState, Role, acknowledged
+from connector.negotiation.states import Message, NegotiationState, Role
 from connector.services.idempotency import once
 from connector.store import RequestLog
 from connector.v1 import negotiation_protocol_pb2 as pb
@@ -160,7 +160,7 @@ class NegotiationProtocolServicer(negotiation_protocol_pb2_grpc.NegotiationProto
             raise not_found(
                 "NEGOTIATION_NOT_FOUND", f"no negotiation {request.pid!r} is shared with you"
             )
-        state = acknowledged(record.state) if record.state.is_pending else record.state
+        state = visible_state(record)
         if state is NegotiationState.INITIAL:
             raise not_found(
                 "NEGOTIATION_NOT_FOUND", f"no negotiation {request.pid!r} is shared with you"

@@ -384,6 +384,7 @@ def _values(record: NegotiationRecord) -> dict[str, Any]:
             "message_id": pending.message_id,
             "payload": _plain(pending.payload),
             "signature": None if pending.signature is None else _plain(pending.signature),
+            "from_state": None if pending.from_state is None else pending.from_state.value,
         },
         "attempts": record.attempts,
         "next_attempt_at": None
@@ -426,6 +427,9 @@ def _record(row: NegotiationRow) -> NegotiationRecord:
             message_id=pending["message_id"],
             payload=dict(pending["payload"]),
             signature=None if pending.get("signature") is None else dict(pending["signature"]),
+            from_state=None
+            if pending.get("from_state") is None
+            else NegotiationState(pending["from_state"]),
         ),
         attempts=row.attempts,
         next_attempt_at=row.next_attempt_at,

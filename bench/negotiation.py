@@ -1,0 +1,376 @@
+"""Negotiation benchmark: complete contract negotiations per second between two nodes.
+
+A city node (one dataset, one auto-agree offer) and a researcher node (peer: the city)
+run as real processes on loopback, each with its own SQLite database, talking mutual
+TLS. For each concurrency, worker threads repeat for a fixed time: ``StartNegotiation``
+on the researcher's management API, then ``GetManagedNegotiation`` every few
+milliseconds until the negotiation is ``FINALIZED``. Latency is start to the first
+poll that sees ``FINALIZED``; the nodes' own timestamps (create to FINALIZED) are
+reported beside it, free of the polling granularity.
+
+Baseline, in the same run and over the same mutual TLS: a bare unary gRPC ping-pong
+(``bench/echo_server.py`` with a peer certificate, as ``bench/foundation.py`` uses).
+The goal compares negotiations/s with the echo rate divided by the number of peer
+round trips a negotiation needs; those round trips are counted from the nodes'
+protocol-API RPC counters, not assumed.
+
+Run: ``.venv/bin/python bench/negotiation.py`` (writes the table into docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from foundation import _rate, _spawn_echo  # noqa: E402
+
+from connector.identity import TLSFiles, channel_credentials, init_ca, issue_certificate, load_tls  # noqa: E402
+from connector.v1 import negotiation_management_pb2 as pb  # noqa: E402
+from node.client import NodeClient  # noqa: E402
+from node.sample_data import sensor_dataset_id  # noqa: E402
+from node.setup import NodeInit, PeerSpec  # noqa: E402
+from node.supervisor import RunningNode, start_node  # noqa: E402
+
+MARK_BEGIN = "<!-- bench:negotiation:begin -->"
+MARK_END = "<!-- bench:negotiation:end -->"
+
+SENSOR = "107 Quay Street"
+DATASET = sensor_dataset_id(SENSOR)
+USAGE = '{"purpose": "research"}'
+DSP_ROUND_TRIPS = 4
+"""DSP messages of a complete negotiation, each one peer round trip: request,
+agreement, verification, finalized (the issue's divisor)."""
+GOAL_RATE = 300.0
+GOAL_RATIO = 0.25
+CONCURRENCY = (1, 16)
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Cell:
+    """One concurrency's negotiation figures."""
+
+    concurrency: int
+    completed: int = 0
+    failed: int = 0
+    elapsed: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    """Client side: StartNegotiation sent -> FINALIZED first seen (seconds)."""
+    engine: list[float] = field(default_factory=list)
+    """Node side: record created -> FINALIZED saved (seconds, the researcher's timestamps)."""
+    polls: int = 0
+    cpu: dict[str, float] = field(default_factory=dict)
+    """CPU seconds used during the cell, by process."""
+    protocol_calls: Counter[str] = field(default_factory=Counter)
+    """Protocol-API RPCs handled by both nodes during the cell, by method."""
+    handler_seconds: dict[str, float] = field(default_factory=dict)
+    """Summed handling time of those RPCs (node side), by node and method."""
+
+    @property
+    def rate(self) -> float:
+        return self.completed / self.elapsed if self.elapsed else 0.0
+
+    def p(self, values: list[float], q: float) -> float:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000 if ordered else 0.0
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+_SAMPLE = re.compile(r"^(\w+)\{([^}]*)\} ([0-9.eE+-]+)$")
+
+
+def _scrape(node: RunningNode) -> dict[tuple[str, str, str], float]:
+    """The node's RPC counters: (metric, api, method) -> value, status codes summed."""
+    url = f"http://{node.endpoints.metrics}/metrics"
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    out: dict[tuple[str, str, str], float] = {}
+    for line in text.splitlines():
+        found = _SAMPLE.match(line)
+        if not found or found[1] not in ("hanse_rpc_calls_total", "hanse_rpc_duration_seconds_sum"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', found[2]))
+        key = (found[1], labels.get("api", ""), labels.get("method", "").rpartition("/")[2])
+        out[key] = out.get(key, 0.0) + float(found[3])
+    return out
+
+
+def _negotiate(client: NodeClient, poll: float, cell: Cell, lock: threading.Lock) -> None:
+    began = time.perf_counter()
+    started = client.call(
+        client.negotiations.StartNegotiation,
+        pb.StartNegotiationRequest(peer="city-a", dataset_id=DATASET, usage_json=USAGE),
+    ).negotiation
+    polls = 0
+    while True:
+        time.sleep(poll)
+        current = client.call(
+            client.negotiations.GetManagedNegotiation,
+            pb.GetManagedNegotiationRequest(id=started.id),
+        ).negotiation
+        polls += 1
+        if current.state in ("FINALIZED", "TERMINATED") or time.perf_counter() - began > 60:
+            break
+    seen = time.perf_counter() - began
+    engine = (current.update_time.ToNanoseconds() - current.create_time.ToNanoseconds()) / 1e9
+    with lock:
+        cell.polls += polls
+        if current.state == "FINALIZED":
+            cell.completed += 1
+            cell.latencies.append(seen)
+            cell.engine.append(engine)
+        else:
+            cell.failed += 1
+            print(f"  not finalized: {current.id} {current.state} {current.reason}", flush=True)
+
+
+def _negotiation_cell(
+    client: NodeClient,
+    concurrency: int,
+    seconds: float,
+    poll: float,
+    nodes: dict[str, RunningNode],
+) -> Cell:
+    cell = Cell(concurrency)
+    lock = threading.Lock()
+    stop = time.perf_counter() + seconds
+
+    def worker() -> None:
+        while time.perf_counter() < stop:
+            _negotiate(client, poll, cell, lock)
+
+    pids = {name: node.process.pid for name, node in nodes.items()} | {"bench": os.getpid()}
+    cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    metrics_before = {name: _scrape(node) for name, node in nodes.items()}
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    cell.elapsed = time.perf_counter() - began
+    cell.cpu = {name: _cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+    for name, node in nodes.items():
+        after = _scrape(node)
+        for key, value in after.items():
+            metric, api, method = key
+            delta = value - metrics_before[name].get(key, 0.0)
+            if not delta:
+                continue
+            if metric == "hanse_rpc_calls_total" and api == "protocol":
+                cell.protocol_calls[method] += round(delta)
+            if metric == "hanse_rpc_duration_seconds_sum":
+                cell.handler_seconds[f"{name} {api} {method}"] = delta
+    return cell
+
+
+def _print_cell(cell: Cell) -> None:
+    n = max(1, cell.completed)
+    print(
+        f"negotiations c={cell.concurrency:2} {cell.rate:7.1f}/s "
+        f"p50 {cell.p(cell.latencies, 0.5):7.1f} ms p99 {cell.p(cell.latencies, 0.99):7.1f} ms "
+        f"(node timestamps p50 {cell.p(cell.engine, 0.5):6.1f} ms p99 {cell.p(cell.engine, 0.99):6.1f} ms) "
+        f"completed {cell.completed} failed {cell.failed} polls/negotiation {cell.polls / n:.1f}",
+        flush=True,
+    )
+    cpu = ", ".join(f"{k} {v / n * 1000:.1f} ms" for k, v in cell.cpu.items())
+    busy = sum(cell.cpu.values()) / cell.elapsed
+    print(f"  CPU per negotiation: {cpu}; all processes {busy:.2f} cores busy", flush=True)
+    calls = ", ".join(f"{m} {c / n:.2f}" for m, c in sorted(cell.protocol_calls.items()))
+    print(
+        f"  peer round trips per negotiation: {sum(cell.protocol_calls.values()) / n:.2f} ({calls})"
+    )
+    for key, value in sorted(cell.handler_seconds.items(), key=lambda kv: -kv[1])[:10]:
+        print(f"  handler time {key:60} {value / n * 1000:6.2f} ms per negotiation")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds per cell")
+    parser.add_argument(
+        "--poll-ms", type=float, default=5.0, help="GetManagedNegotiation poll interval"
+    )
+    parser.add_argument("--write", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    poll = args.poll_ms / 1000
+
+    with tempfile.TemporaryDirectory(
+        dir=REPO / ".tools" if (REPO / ".tools").is_dir() else None
+    ) as raw:
+        work = Path(raw)
+        init_ca(work / "pki")
+        city_cfg = NodeInit(
+            name="city-a",
+            pki_dir=work / "pki",
+            out_dir=work / "city-a",
+            protocol_listen="127.0.0.1:0",
+            management_listen="127.0.0.1:0",
+            sensors=[SENSOR],
+        ).write()
+        peer_files = issue_certificate(
+            work / "pki", "bench-peer", participant_id="urn:hanse:bench-peer", out_dir=work / "peer"
+        )
+        peer_key = work / "peer" / "bench-peer.key"
+        peer_tls = load_tls(TLSFiles(peer_files.cert, peer_key, peer_files.ca))
+        tls_args = [str(peer_files.cert), str(peer_key), str(peer_files.ca)]
+
+        city = start_node(city_cfg.path, work / "city.log")
+        researcher = None
+        echo = None
+        cells: list[Cell] = []
+        echoes: dict[int, tuple[float, float, float]] = {}
+        try:
+            researcher_cfg = NodeInit(
+                name="researcher",
+                pki_dir=work / "pki",
+                out_dir=work / "researcher",
+                protocol_listen="127.0.0.1:0",
+                management_listen="127.0.0.1:0",
+                peers=[PeerSpec("city-a", "urn:hanse:city-a", city.protocol)],
+            ).write()
+            researcher = start_node(researcher_cfg.path, work / "researcher.log")
+            echo, echo_address, _ = _spawn_echo(work, tls_args)
+            nodes = {"city": city, "researcher": researcher}
+            with researcher.client() as client:
+                # Warm-up: peer channels, identity checks, SQLite caches.
+                warm = Cell(0)
+                for _ in range(5):
+                    _negotiate(client, poll, warm, threading.Lock())
+                if warm.failed:
+                    raise RuntimeError(f"warm-up negotiations failed; see {work}/*.log")
+                finalized = client.call(
+                    client.negotiations.ListNegotiations,
+                    pb.ListNegotiationsRequest(page_size=1, state="FINALIZED"),
+                ).negotiations[0]
+                # Ping-pong payload: the size of a finalized negotiation (offer, agreement,
+                # both signatures), the largest thing the negotiation moves.
+                payload = finalized.SerializeToString()
+                channel = grpc.secure_channel(echo_address, channel_credentials(peer_tls))
+                echo_call = channel.unary_unary("/bench.Echo/Echo")
+                for concurrency in CONCURRENCY:
+                    cell = _negotiation_cell(client, concurrency, args.seconds, poll, nodes)
+                    cells.append(cell)
+                    _print_cell(cell)
+                    echoes[concurrency] = _rate(
+                        lambda: echo_call(payload, timeout=10), concurrency, args.seconds
+                    )
+                    rate, p50, p99 = echoes[concurrency]
+                    print(
+                        f"echo mTLS    c={concurrency:2} {rate:7.0f}/s p50 {p50:7.2f} ms "
+                        f"p99 {p99:7.2f} ms ({len(payload)} B payload)",
+                        flush=True,
+                    )
+                channel.close()
+        finally:
+            if echo is not None:
+                echo.terminate()
+                echo.wait(20)
+            if researcher is not None:
+                researcher.stop()
+            city.stop()
+
+    measured_trips = statistics.mean(
+        sum(c.protocol_calls.values()) / max(1, c.completed) for c in cells
+    )
+    print(
+        f"peer round trips per complete negotiation: {DSP_ROUND_TRIPS} DSP messages "
+        f"(request, agreement, verification, finalized); measured {measured_trips:.2f} "
+        "protocol RPCs including StartNegotiation's GetCatalogDataset lookup"
+    )
+    rows = []
+    verdicts = []
+    for cell in cells:
+        echo_rate, echo_p50, _echo_p99 = echoes[cell.concurrency]
+        ratio = cell.rate / (echo_rate / DSP_ROUND_TRIPS)
+        met = cell.rate >= GOAL_RATE or ratio >= GOAL_RATIO
+        verdicts.append(met)
+        n = max(1, cell.completed)
+        rows.append(
+            f"| {cell.concurrency} | {cell.rate:.1f} | {cell.p(cell.latencies, 0.5):.1f} | "
+            f"{cell.p(cell.latencies, 0.99):.1f} | {cell.p(cell.engine, 0.5):.1f} | "
+            f"{cell.p(cell.engine, 0.99):.1f} | {cell.polls / n:.0f} | "
+            f"{cell.cpu['city'] / n * 1000:.0f} + {cell.cpu['researcher'] / n * 1000:.0f} | "
+            f"{echo_rate:.0f} | {echo_p50:.2f} | {ratio:.3f} | {'yes' if met else 'no'} |"
+        )
+        print(
+            f"c={cell.concurrency:2}: {cell.rate:.1f} negotiations/s / ({echo_rate:.0f} echo/s / "
+            f"{DSP_ROUND_TRIPS}) = {ratio:.3f}; goal (>= {GOAL_RATE:.0f}/s or >= {GOAL_RATIO}) "
+            f"{'met' if met else 'NOT met'}"
+        )
+    if args.no_write:
+        return
+
+    lines = [
+        MARK_BEGIN,
+        f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, grpcio {grpc.__version__}; command: "
+        f"`.venv/bin/python bench/negotiation.py` ({args.seconds:.0f} s per cell, "
+        f"polling every {args.poll_ms:g} ms).",
+        "",
+        "Two node processes on loopback (city: one dataset with an auto-agree offer; "
+        "researcher: the city as its peer), SQLite each, mutual TLS between them. A worker "
+        "calls `StartNegotiation` on the researcher's management API, then "
+        "`GetManagedNegotiation` until `FINALIZED`; *client* latency is start to the first "
+        "poll that sees `FINALIZED`, *node* latency the researcher's own timestamps (record "
+        "created to `FINALIZED` saved). A complete negotiation needs "
+        f"**{DSP_ROUND_TRIPS} peer round trips** (request, agreement, verification, "
+        "finalized; the nodes' protocol-API counters show "
+        f"{measured_trips:.2f} RPCs per negotiation, the extra one being the "
+        "`GetCatalogDataset` lookup `StartNegotiation` makes). Baseline in the same run: a "
+        "bare unary gRPC echo over the same mutual TLS (`bench/echo_server.py`, peer "
+        f"certificate, {len(payload)} B payload: a finalized negotiation's size). "
+        f"Ratio = negotiations/s ÷ (echo/s ÷ {DSP_ROUND_TRIPS}); goal: "
+        f"≥ {GOAL_RATE:.0f} negotiations/s or ratio ≥ {GOAL_RATIO}.",
+        "",
+        "| concurrency | negotiations/s | client p50 ms | client p99 ms | node p50 ms | "
+        "node p99 ms | polls per negotiation | CPU ms per negotiation (city + researcher) | "
+        "mTLS echo calls/s | echo p50 ms | ratio | goal met |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |",
+        *rows,
+        "",
+        f"Goal {'met' if all(verdicts) else 'not met'}"
+        + ("" if all(verdicts) else f" ({sum(verdicts)} of {len(verdicts)} concurrencies)")
+        + ".",
+        "",
+        MARK_END,
+    ]
+    section = "\n".join(lines)
+    document = args.write.read_text(encoding="utf-8") if args.write.exists() else "# Benchmarks\n"
+    if MARK_BEGIN in document:
+        head, _, rest = document.partition(MARK_BEGIN)
+        _, _, tail = rest.partition(MARK_END)
+        document = head + section + tail
+    else:
+        document = (
+            document.rstrip()
+            + "\n\n## Negotiation: complete negotiations per second\n\n"
+            + section
+            + "\n"
+        )
+    args.write.write_text(document, encoding="utf-8")
+    print(f"written: {args.write}")
+
+
+if __name__ == "__main__":
+    main()
