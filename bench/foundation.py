@@ -17,10 +17,8 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,64 +28,15 @@ import grpc
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from measure import measure_rate, spawn_echo, write_section  # noqa: E402
+
 from connector.identity import TLSFiles, channel_credentials, init_ca, issue_certificate, load_tls  # noqa: E402
 from connector.v1 import catalog_protocol_pb2, catalog_protocol_pb2_grpc, peer_management_pb2  # noqa: E402
-from node.health import check_health  # noqa: E402
 from node.setup import NodeInit, PeerSpec  # noqa: E402
 from node.supervisor import start_node  # noqa: E402
 
 MARK_BEGIN = "<!-- bench:foundation:begin -->"
 MARK_END = "<!-- bench:foundation:end -->"
-
-
-def _spawn_echo(work: Path, tls_args: list[str]) -> tuple[subprocess.Popen[bytes], str, float]:
-    port_file = work / f"echo-{time.monotonic_ns()}.port"
-    began = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, str(REPO / "bench" / "echo_server.py"), str(port_file), *tls_args]
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if port_file.exists() and port_file.read_text():
-            address = f"127.0.0.1:{port_file.read_text()}"
-            if not tls_args and check_health(address, timeout=1) == "SERVING":
-                return process, address, time.perf_counter() - began
-            if tls_args:
-                return process, address, time.perf_counter() - began
-        time.sleep(0.01)
-    process.kill()
-    raise RuntimeError("echo server did not start")
-
-
-def _rate(
-    call: Callable[[], object], concurrency: int, seconds: float
-) -> tuple[float, float, float]:
-    """Calls per second, p50 and p99 latency (ms), over ``seconds`` with ``concurrency`` threads."""
-    stop = time.perf_counter() + seconds
-    latencies: list[list[float]] = [[] for _ in range(concurrency)]
-
-    def worker(index: int) -> None:
-        mine = latencies[index]
-        while True:
-            start = time.perf_counter()
-            if start >= stop:
-                return
-            call()
-            mine.append(time.perf_counter() - start)
-
-    for _ in range(20):
-        call()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
-    began = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - began
-    flat = sorted(x for part in latencies for x in part)
-    p50 = flat[len(flat) // 2] * 1000
-    p99 = flat[min(len(flat) - 1, int(len(flat) * 0.99))] * 1000
-    return len(flat) / elapsed, p50, p99
 
 
 def main() -> None:
@@ -125,7 +74,7 @@ def main() -> None:
             node = start_node(city_cfg.path, work / f"start-{index}.log")
             node_starts.append(time.perf_counter() - began)
             node.stop()
-            echo, _address, seconds = _spawn_echo(work, [])
+            echo, _address, seconds = spawn_echo(work, [])
             echo_starts.append(seconds)
             echo.terminate()
             echo.wait(20)
@@ -140,8 +89,8 @@ def main() -> None:
             peers=[PeerSpec("city-a", "urn:hanse:city-a", city.protocol)],
         ).write()
         researcher = start_node(researcher_cfg.path, work / "researcher.log")
-        echo_tls, echo_tls_address, _ = _spawn_echo(work, tls_args)
-        echo_plain, echo_plain_address, _ = _spawn_echo(work, [])
+        echo_tls, echo_tls_address, _ = spawn_echo(work, tls_args)
+        echo_plain, echo_plain_address, _ = spawn_echo(work, [])
         rows: list[tuple[str, int, float, float, float]] = []
         try:
             credentials = channel_credentials(peer_tls)
@@ -171,7 +120,7 @@ def main() -> None:
                 }
                 for concurrency in (1, 8):
                     for label, call in cells.items():
-                        rate, p50, p99 = _rate(call, concurrency, args.seconds)
+                        rate, p50, p99 = measure_rate(call, concurrency, args.seconds)
                         rows.append((label, concurrency, rate, p50, p99))
                         print(
                             f"{label:55} c={concurrency:2} {rate:8.0f}/s p50 {p50:6.2f} ms p99 {p99:6.2f} ms",
@@ -211,21 +160,13 @@ def main() -> None:
             f"| {label} | {concurrency} | {rate:.0f} | {p50:.2f} | {p99:.2f} | {rate / base:.2f} |"
         )
     lines += ["", MARK_END]
-    section = "\n".join(lines)
-    document = args.write.read_text(encoding="utf-8") if args.write.exists() else "# Benchmarks\n"
-    if MARK_BEGIN in document:
-        head, _, rest = document.partition(MARK_BEGIN)
-        _, _, tail = rest.partition(MARK_END)
-        document = head + section + tail
-    else:
-        document = (
-            document.rstrip()
-            + "\n\n## Foundation: node start and catalog throughput\n\n"
-            + section
-            + "\n"
-        )
-    args.write.write_text(document, encoding="utf-8")
-    print(f"written: {args.write}")
+    write_section(
+        args.write,
+        MARK_BEGIN,
+        MARK_END,
+        "Foundation: node start and catalog throughput",
+        "\n".join(lines),
+    )
 
 
 if __name__ == "__main__":

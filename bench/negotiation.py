@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from foundation import _rate, _spawn_echo  # noqa: E402
+from measure import measure_rate, spawn_echo, write_section  # noqa: E402
 
 from connector.identity import TLSFiles, channel_credentials, init_ca, issue_certificate, load_tls  # noqa: E402
 from connector.v1 import negotiation_management_pb2 as pb  # noqa: E402
@@ -250,7 +250,7 @@ def main() -> None:
                 peers=[PeerSpec("city-a", "urn:hanse:city-a", city.protocol)],
             ).write()
             researcher = start_node(researcher_cfg.path, work / "researcher.log")
-            echo, echo_address, _ = _spawn_echo(work, tls_args)
+            echo, echo_address, _ = spawn_echo(work, tls_args)
             nodes = {"city": city, "researcher": researcher}
             with researcher.client() as client:
                 # Warm-up: peer channels, identity checks, SQLite caches.
@@ -272,7 +272,7 @@ def main() -> None:
                     cell = _negotiation_cell(client, concurrency, args.seconds, poll, nodes)
                     cells.append(cell)
                     _print_cell(cell)
-                    echoes[concurrency] = _rate(
+                    echoes[concurrency] = measure_rate(
                         lambda: echo_call(payload, timeout=10), concurrency, args.seconds
                     )
                     rate, p50, p99 = echoes[concurrency]
@@ -355,21 +355,13 @@ def main() -> None:
         "",
         MARK_END,
     ]
-    section = "\n".join(lines)
-    document = args.write.read_text(encoding="utf-8") if args.write.exists() else "# Benchmarks\n"
-    if MARK_BEGIN in document:
-        head, _, rest = document.partition(MARK_BEGIN)
-        _, _, tail = rest.partition(MARK_END)
-        document = head + section + tail
-    else:
-        document = (
-            document.rstrip()
-            + "\n\n## Negotiation: complete negotiations per second\n\n"
-            + section
-            + "\n"
-        )
-    args.write.write_text(document, encoding="utf-8")
-    print(f"written: {args.write}")
+    write_section(
+        args.write,
+        MARK_BEGIN,
+        MARK_END,
+        "Negotiation: complete negotiations per second",
+        "\n".join(lines),
+    )
 
 
 if __name__ == "__main__":
