@@ -243,6 +243,7 @@ class NodeServer:
             store=negotiations,
             datasets=store,
             transport=GrpcTransport(self._peer_client),
+            known_addresses={p.participant_id: p.address for p in self.model.peers},
         )
         negotiation_protocol_pb2_grpc.add_NegotiationProtocolServiceServicer_to_server(
             NegotiationProtocolServicer(self.negotiation_engine, requests), protocol

@@ -138,6 +138,7 @@ class NegotiationEngine:
         clock: Clock | None = None,
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
+        known_addresses: Mapping[str, str] | None = None,
     ) -> None:
         self.party = party
         self.store = store
@@ -146,6 +147,10 @@ class NegotiationEngine:
         self.clock: Clock = clock or SystemClock()
         self.backoff = backoff or Backoff()
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self.known_addresses = dict(known_addresses or {})
+        """Participant id to protocol address of configured peers: used instead of a
+        consumer's callback address, so a configured peer is reached where the operator
+        said it is."""
         self.wake = threading.Event()
         """Set whenever a message becomes due; the dispatcher thread waits on it."""
 
@@ -367,7 +372,8 @@ class NegotiationEngine:
             consumer_pid=message.consumer_pid,
             provider_pid=provider_pid,
             counterparty_id=sender_id,
-            counterparty_address=_address(message.callback_address),
+            counterparty_address=self.known_addresses.get(sender_id)
+            or _address(message.callback_address),
             dataset_id=dataset_id,
             offer_id=offer.id,
             offer=_with_target(offer.policy, offer.id, dataset_id),

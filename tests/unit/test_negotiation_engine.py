@@ -229,3 +229,28 @@ def test_operator_actions_check_the_role(world) -> None:
     assert caught.value.code == grpc.StatusCode.FAILED_PRECONDITION
     assert "only the provider does that" in caught.value.message
     assert consumer.store.get(started.id).state.value == "REQUESTING"
+
+
+def test_a_configured_peer_is_reached_at_its_configured_address_not_its_callback(world) -> None:
+    # Prepare
+    consumer, provider, _transport, _clock = world
+    provider.known_addresses = {"urn:hanse:researcher": "researcher.internal:7443"}
+
+    # Execute
+    _start(consumer)
+    _drain(consumer, provider)
+
+    # Assert
+    (record,) = provider.store.list_negotiations()
+    assert record.counterparty_address == "researcher.internal:7443"
+
+
+def test_an_unconfigured_consumer_is_reached_at_its_callback_address(world) -> None:
+    # Execute
+    consumer, provider, _transport, _clock = world
+    _start(consumer)
+    _drain(consumer, provider)
+
+    # Assert
+    (record,) = provider.store.list_negotiations()
+    assert record.counterparty_address == "researcher:7443"
