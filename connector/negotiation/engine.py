@@ -48,7 +48,6 @@ from connector.negotiation.model import (
     StaleNegotiationError,
 )
 from connector.negotiation.states import (
-    TERMINAL_STATES,
     Message,
     NegotiationState,
     Role,
@@ -858,4 +857,4 @@ class _ignore_stale:  # noqa: N801 - used as a context manager
         return kind is not None and issubclass(kind, StaleNegotiationError)
 
 
-__all__ = ["TERMINAL_STATES", "Backoff", "NegotiationEngine", "Party", "Transport"]
+__all__ = ["Backoff", "NegotiationEngine", "Party", "Transport", "visible_state"]

@@ -6,12 +6,26 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from connector.errors import ConnectorError, invalid_argument
+from connector.errors import invalid_argument
 from connector.negotiation.model import NegotiationRecord, PendingMessage
 from connector.negotiation.states import Message
 from connector.peers import Peer, PeerClient
 from connector.v1 import negotiation_protocol_pb2 as pb
 from connector.v1 import negotiation_protocol_pb2_grpc
+
+_RPCS: dict[Message, tuple[str, type[Any]]] = {
+    Message.REQUEST: ("RequestContract", pb.RequestContractRequest),
+    Message.OFFER: ("OfferContract", pb.OfferContractRequest),
+    Message.ACCEPTED: ("AcceptOffer", pb.AcceptOfferRequest),
+    Message.AGREEMENT: ("SendAgreement", pb.SendAgreementRequest),
+    Message.VERIFICATION: ("VerifyAgreement", pb.VerifyAgreementRequest),
+    Message.FINALIZED: ("FinalizeAgreement", pb.FinalizeAgreementRequest),
+    Message.TERMINATION: ("TerminateNegotiation", pb.TerminateNegotiationRequest),
+}
+"""Each DSP message, the protocol RPC that carries it, and that RPC's request type."""
+
+_SIGNED = frozenset({Message.AGREEMENT, Message.VERIFICATION})
+"""Messages that carry this node's signature over the agreement."""
 
 
 class GrpcTransport:
@@ -30,56 +44,14 @@ class GrpcTransport:
         stub = negotiation_protocol_pb2_grpc.NegotiationProtocolServiceStub(
             self._peers.channel(peer)
         )
-        body = json.dumps(message.payload, separators=(",", ":"))
-        signature = json.dumps(message.signature) if message.signature is not None else ""
-        kind = message.kind
-        response: Any
-        if kind is Message.REQUEST:
-            response = self._peers.call(
-                peer,
-                stub.RequestContract,
-                pb.RequestContractRequest(message_id=message.message_id, message_json=body),
-            )
-        elif kind is Message.OFFER:
-            response = self._peers.call(
-                peer,
-                stub.OfferContract,
-                pb.OfferContractRequest(message_id=message.message_id, message_json=body),
-            )
-        elif kind is Message.ACCEPTED:
-            response = self._peers.call(
-                peer,
-                stub.AcceptOffer,
-                pb.AcceptOfferRequest(message_id=message.message_id, message_json=body),
-            )
-        elif kind is Message.AGREEMENT:
-            response = self._peers.call(
-                peer,
-                stub.SendAgreement,
-                pb.SendAgreementRequest(
-                    message_id=message.message_id, message_json=body, signature_json=signature
-                ),
-            )
-        elif kind is Message.VERIFICATION:
-            response = self._peers.call(
-                peer,
-                stub.VerifyAgreement,
-                pb.VerifyAgreementRequest(
-                    message_id=message.message_id, message_json=body, signature_json=signature
-                ),
-            )
-        elif kind is Message.FINALIZED:
-            response = self._peers.call(
-                peer,
-                stub.FinalizeAgreement,
-                pb.FinalizeAgreementRequest(message_id=message.message_id, message_json=body),
-            )
-        else:
-            response = self._peers.call(
-                peer,
-                stub.TerminateNegotiation,
-                pb.TerminateNegotiationRequest(message_id=message.message_id, message_json=body),
-            )
+        name, request_type = _RPCS[message.kind]
+        request = request_type(
+            message_id=message.message_id,
+            message_json=json.dumps(message.payload, separators=(",", ":")),
+        )
+        if message.kind in _SIGNED and message.signature is not None:
+            request.signature_json = json.dumps(message.signature)
+        response = self._peers.call(peer, getattr(stub, name), request)
         try:
             ack = json.loads(response.negotiation_json)
         except ValueError as exc:
@@ -87,9 +59,9 @@ class GrpcTransport:
                 "the peer's acknowledgement is not JSON", "negotiation_json", "MESSAGE_INVALID"
             ) from exc
         if not isinstance(ack, dict):
-            raise ConnectorError(
-                invalid_argument("x").code,
+            raise invalid_argument(
+                "the peer's acknowledgement is not a JSON object",
+                "negotiation_json",
                 "MESSAGE_INVALID",
-                "the peer's acknowledgement is not an object",
             )
         return ack

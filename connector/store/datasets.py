@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Protocol, cast
 
 import sqlalchemy as sa
@@ -12,10 +11,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col, select
 
-from connector.clock import Clock, SystemClock
+from connector.clock import Clock
 from connector.datasets import Column, ColumnType, Dataset, DatasetFormat, DataSource, Offer
 from connector.errors import ConnectorError, already_exists, invalid_argument, not_found
-from connector.store.engine import WRITE_OPTION
+from connector.store.sessions import SqlStoreBase
 from connector.store.tables import DatasetRow, OfferRow
 
 _ATTEMPTS = 3
@@ -132,7 +131,7 @@ class DatasetStore(Protocol):
         ...
 
 
-class SqlDatasetStore:
+class SqlDatasetStore(SqlStoreBase):
     """A :class:`DatasetStore` in SQLite or PostgreSQL (tables ``dataset``, ``offer``)."""
 
     def __init__(self, engine: sa.Engine, clock: Clock | None = None) -> None:
@@ -143,9 +142,7 @@ class SqlDatasetStore:
                 :func:`connector.store.migrate`.
             clock: Source of create and update times; the system clock by default.
         """
-        self._engine = engine
-        self._writer = engine.execution_options(**{WRITE_OPTION: True})
-        self._clock: Clock = clock or SystemClock()
+        super().__init__(engine, clock)
 
     def create_dataset(self, dataset: Dataset) -> Dataset:
         """See :meth:`DatasetStore.create_dataset`."""
@@ -315,23 +312,6 @@ class SqlDatasetStore:
         ).first()
         if taken is not None:
             raise _offer_exists(taken)
-
-    def _now(self) -> datetime:
-        now = self._clock.now()
-        if now.tzinfo is None:
-            raise ValueError("the clock returned a naive datetime; it must be timezone-aware")
-        return now.astimezone(UTC)
-
-    @contextmanager
-    def _read(self) -> Iterator[Session]:
-        with Session(self._engine) as session:
-            yield session
-
-    @contextmanager
-    def _write(self) -> Iterator[Session]:
-        # One transaction: committed if the block completes, rolled back on any error.
-        with Session(self._writer, expire_on_commit=False) as session, session.begin():
-            yield session
 
 
 def _own_offers(dataset: Dataset) -> list[Offer]:

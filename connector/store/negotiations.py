@@ -14,8 +14,7 @@ then finds the version changed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from connector.clock import Clock, SystemClock
+from connector.clock import Clock
 from connector.errors import ConnectorError, already_exists, invalid_argument, not_found
 from connector.negotiation.model import (
     AuditNote,
@@ -33,7 +32,7 @@ from connector.negotiation.model import (
 )
 from connector.negotiation.states import Message, NegotiationState, Role
 from connector.store.audit import SqlAuditLog
-from connector.store.engine import WRITE_OPTION
+from connector.store.sessions import SqlStoreBase
 from connector.store.tables import UtcDateTime, _id_type
 
 
@@ -102,7 +101,7 @@ class NegotiationRow(SQLModel, table=True):
     """Further facts, a JSON object."""
 
 
-class SqlNegotiationStore:
+class SqlNegotiationStore(SqlStoreBase):
     """A :class:`connector.negotiation.model.NegotiationStore` in SQLite or PostgreSQL."""
 
     def __init__(self, engine: sa.Engine, audit: SqlAuditLog, clock: Clock | None = None) -> None:
@@ -115,10 +114,8 @@ class SqlNegotiationStore:
                 appended to it in the change's transaction.
             clock: Source of create and update times; the system clock by default.
         """
-        self._engine = engine
-        self._writer = engine.execution_options(**{WRITE_OPTION: True})
+        super().__init__(engine, clock)
         self._audit = audit
-        self._clock: Clock = clock or SystemClock()
 
     def create(
         self, record: NegotiationRecord, audit: Sequence[AuditNote] = ()
@@ -336,23 +333,6 @@ class SqlNegotiationStore:
         if row is None:  # pragma: no cover - written in this very transaction
             raise _not_found(negotiation_id)
         return _record(row)
-
-    def _now(self) -> datetime:
-        now = self._clock.now()
-        if now.tzinfo is None:
-            raise ValueError("the clock returned a naive datetime; it must be timezone-aware")
-        return now.astimezone(UTC)
-
-    @contextmanager
-    def _read(self) -> Iterator[Session]:
-        with Session(self._engine) as session:
-            yield session
-
-    @contextmanager
-    def _write(self) -> Iterator[Session]:
-        # One transaction: committed if the block completes, rolled back on any error.
-        with Session(self._writer, expire_on_commit=False) as session, session.begin():
-            yield session
 
 
 def _values(record: NegotiationRecord) -> dict[str, Any]:

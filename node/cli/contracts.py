@@ -61,14 +61,18 @@ def _show(negotiation: negotiation_pb2.Negotiation, as_json: bool) -> None:
     )
 
 
+def _fetch(client: NodeClient, negotiation_id: str) -> negotiation_pb2.Negotiation:
+    return client.call(
+        client.negotiations.GetManagedNegotiation,
+        pb.GetManagedNegotiationRequest(id=negotiation_id),
+    ).negotiation
+
+
 def _wait(client: NodeClient, negotiation_id: str, timeout: float) -> negotiation_pb2.Negotiation:
     deadline = time.monotonic() + timeout
     last = ""
     while True:
-        current = client.call(
-            client.negotiations.GetManagedNegotiation,
-            pb.GetManagedNegotiationRequest(id=negotiation_id),
-        ).negotiation
+        current = _fetch(client, negotiation_id)
         if current.state != last:
             # Progress goes to stderr, so --json output stays one document.
             errors.print(f"  {time.strftime('%H:%M:%S')} {current.state}", highlight=False)
@@ -167,10 +171,7 @@ def contract_show(
 ) -> None:
     """Show one negotiation."""
     with readable_errors(), NodeClient(load(config)) as client:
-        found = client.call(
-            client.negotiations.GetManagedNegotiation,
-            pb.GetManagedNegotiationRequest(id=negotiation_id),
-        ).negotiation
+        found = _fetch(client, negotiation_id)
     _show(found, as_json)
 
 
@@ -181,10 +182,7 @@ def contract_approve(
 ) -> None:
     """Agree to a waiting request (provider), or accept an offer (consumer)."""
     with readable_errors(), NodeClient(load(config)) as client:
-        found = client.call(
-            client.negotiations.GetManagedNegotiation,
-            pb.GetManagedNegotiationRequest(id=negotiation_id),
-        ).negotiation
+        found = _fetch(client, negotiation_id)
         if found.role == negotiation_pb2.NEGOTIATION_ROLE_PROVIDER:
             result = client.call(
                 client.negotiations.ApproveNegotiation,
@@ -249,10 +247,7 @@ def contract_export(
 ) -> None:
     """Export the signed agreement (the DSP Agreement and both signatures, verifiable offline)."""
     with readable_errors(), NodeClient(load(config)) as client:
-        found = client.call(
-            client.negotiations.GetManagedNegotiation,
-            pb.GetManagedNegotiationRequest(id=negotiation_id),
-        ).negotiation
+        found = _fetch(client, negotiation_id)
     if not found.agreement_json:
         raise fail(f"negotiation {negotiation_id} has no agreement yet (state {found.state})")
     document = json.loads(found.agreement_json)
