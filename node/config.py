@@ -201,6 +201,22 @@ class OfferConfig(_Model):
         return self
 
 
+class SeriesConfig(_Model):
+    """Which columns of a CSV or Parquet dataset form its time series (for training tasks)."""
+
+    timestamp_column: str = Field(min_length=1, max_length=128)
+    """The column holding each row's time (declared with type timestamp or date)."""
+    value_column: str = Field(min_length=1, max_length=128)
+    """The column holding the value to forecast (declared with type integer or float)."""
+
+
+SERIES_TIME_TYPES = ("timestamp", "date")
+"""Column types a series' timestamp column may have."""
+
+SERIES_VALUE_TYPES = ("integer", "float")
+"""Column types a series' value column may have."""
+
+
 class DatasetConfig(_Model):
     """A dataset the node holds (metadata; rows stay where they are)."""
 
@@ -222,6 +238,9 @@ class DatasetConfig(_Model):
     """Column schema."""
     offers: list[OfferConfig] = []
     """Offers for this dataset."""
+    series: SeriesConfig | None = None
+    """The time series training tasks read (csv or parquet only); if omitted, inferred
+    when exactly one column is a timestamp/date and exactly one is integer/float."""
 
     @model_validator(mode="after")
     def _source(self) -> DatasetConfig:
@@ -233,7 +252,48 @@ class DatasetConfig(_Model):
         names = [c.name for c in self.columns]
         if len(set(names)) != len(names):
             raise ValueError("column names must be unique")
+        if self.series is not None:
+            self._check_series(self.series)
         return self
+
+    def _check_series(self, series: SeriesConfig) -> None:
+        if self.format not in ("csv", "parquet"):
+            raise ValueError(
+                f"series: only a csv or parquet dataset can be read as a time series, this one "
+                f"is format {self.format}; remove series or export the table to csv/parquet"
+            )
+        types = {c.name: c.type for c in self.columns}
+        declared = ", ".join(types)
+        for field, name, allowed in (
+            ("timestamp_column", series.timestamp_column, SERIES_TIME_TYPES),
+            ("value_column", series.value_column, SERIES_VALUE_TYPES),
+        ):
+            if name not in types:
+                raise ValueError(
+                    f"series.{field}: {name!r} is not a declared column (declared: {declared}); "
+                    f"name one of them or add it to columns"
+                )
+            if types[name] not in allowed:
+                raise ValueError(
+                    f"series.{field}: column {name!r} has type {types[name]}, it needs type "
+                    f"{' or '.join(allowed)}; map another column or correct its type in columns"
+                )
+
+    def series_mapping(self) -> SeriesConfig | None:
+        """The dataset's series: as configured, else inferred, else None.
+
+        Inferred for a csv or parquet dataset with exactly one column of type
+        timestamp/date and exactly one of type integer/float.
+        """
+        if self.series is not None:
+            return self.series
+        if self.format not in ("csv", "parquet"):
+            return None
+        times = [c.name for c in self.columns if c.type in SERIES_TIME_TYPES]
+        values = [c.name for c in self.columns if c.type in SERIES_VALUE_TYPES]
+        if len(times) != 1 or len(values) != 1:
+            return None
+        return SeriesConfig(timestamp_column=times[0], value_column=values[0])
 
 
 class PeerConfig(_Model):
@@ -471,6 +531,7 @@ __all__ = [
     "DatasetConfig",
     "LoadedConfig",
     "NodeConfig",
+    "SeriesConfig",
     "config_path",
     "is_loopback",
     "load_config",
