@@ -233,6 +233,41 @@ def next_entry(
         ValueError: A malformed kind, an empty actor, a naive time, or a payload
             that is not a JSON object.
     """
+    draft = draft_entry(kind=kind, actor=actor, peer=peer, subject=subject, payload=payload)
+    return chain_entry(draft, head, time=time)
+
+
+@dataclass(frozen=True)
+class AuditDraft:
+    """An entry checked and canonicalised, waiting for its number, time and chain.
+
+    :func:`draft_entry` makes one (before a database is touched, so a malformed
+    entry fails early); :func:`chain_entry` numbers, times and hashes it.
+    """
+
+    kind: str
+    """What happened."""
+    actor: str
+    """Who did it."""
+    peer: str
+    """The participant on the other side, or empty."""
+    subject: str
+    """What it concerns, or empty."""
+    payload: Mapping[str, Any]
+    """The payload's canonical form read back (tuples are lists, ``1.0`` is ``1``)."""
+    canonical_payload: bytes
+    """The payload's RFC 8785 canonical JSON, as it is hashed."""
+
+
+def draft_entry(
+    *, kind: str, actor: str, peer: str = "", subject: str = "", payload: Mapping[str, Any]
+) -> AuditDraft:
+    """Check an entry and canonicalise its payload, once.
+
+    Raises:
+        ValueError: A malformed kind, an empty actor, or a payload that is not a
+            JSON object.
+    """
     if len(kind) > KIND_MAX_LENGTH or not KIND_PATTERN.fullmatch(kind):
         raise ValueError(
             f"audit entry kind {kind!r} is malformed: use dotted lowercase words "
@@ -240,22 +275,87 @@ def next_entry(
         )
     if not actor:
         raise ValueError("an audit entry needs an actor: a participant id, 'operator' or 'node'")
+    canonical = _canonical_object(payload)
+    return AuditDraft(
+        kind=kind,
+        actor=actor,
+        peer=peer,
+        subject=subject,
+        payload=json.loads(canonical),
+        canonical_payload=canonical,
+    )
+
+
+def chain_entry(draft: AuditDraft, head: tuple[int, str], *, time: datetime) -> AuditEntry:
+    """The entry ``draft`` becomes after ``head``: numbered, timed, chained and hashed.
+
+    Gives the hash :func:`entry_hash` gives, from the canonical payload the draft
+    holds (the payload is not canonicalised again).
+
+    Raises:
+        ValueError: ``time`` is naive.
+    """
     if time.tzinfo is None:
         raise ValueError(f"naive datetime {time.isoformat()} in an audit entry; use UTC")
-    plain = _json_object(payload)
-    canonical: dict[str, Any] = json.loads(rfc8785.dumps(plain))
     seq, prev_hash = head[0] + 1, head[1]
-    fields: dict[str, Any] = {
-        "seq": seq,
-        "time": time.astimezone(UTC),
-        "kind": kind,
-        "actor": actor,
-        "peer": peer,
-        "subject": subject,
-        "payload": canonical,
-        "prev_hash": prev_hash,
-    }
-    return AuditEntry(**fields, hash=entry_hash(**fields))
+    utc = time.astimezone(UTC)
+    # RFC 8785 of the hashed object, its keys in their canonical order, the payload
+    # spliced in as already canonicalised.
+    content = b"".join(
+        (
+            b'{"actor":',
+            _canonical_text(draft.actor),
+            b',"kind":',
+            _canonical_text(draft.kind),
+            b',"payload":',
+            draft.canonical_payload,
+            b',"peer":',
+            _canonical_text(draft.peer),
+            b',"prev_hash":',
+            _canonical_text(prev_hash),
+            b',"seq":',
+            _canonical_integer(seq),
+            b',"subject":',
+            _canonical_text(draft.subject),
+            b',"time":',
+            _canonical_text(format_time(utc)),
+            b"}",
+        )
+    )
+    return AuditEntry(
+        seq=seq,
+        time=utc,
+        kind=draft.kind,
+        actor=draft.actor,
+        peer=draft.peer,
+        subject=draft.subject,
+        payload=draft.payload,
+        prev_hash=prev_hash,
+        hash=hashlib.sha256(content).hexdigest(),
+    )
+
+
+def canonical_json(value: Any) -> bytes:
+    """RFC 8785 canonical JSON of ``value``: the bytes :func:`rfc8785.dumps` gives.
+
+    Values without floats, whose object keys all sort the same by code point as by
+    UTF-16 code unit (no key with a character from U+D800 up), are written by the
+    standard library's C encoder, which then writes exactly what RFC 8785 asks;
+    anything else goes through :mod:`rfc8785`.
+
+    Raises:
+        ValueError: ``value`` is not JSON (a float that is not finite, an integer
+            beyond ±(2**53 - 1), a key that is not a string, another type, text
+            that is not UTF-8).
+    """
+    if _plain_json(value):
+        try:
+            return json.dumps(
+                value, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            ).encode("utf-8")
+        except UnicodeEncodeError:
+            pass  # a lone surrogate: rfc8785 names the problem
+    return rfc8785.dumps(value)
 
 
 def verify_entries(
@@ -491,9 +591,70 @@ def _json_object(payload: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _canonical_object(payload: Mapping[str, Any]) -> bytes:
+    """The canonical JSON of ``payload``, which must be a JSON object."""
+    if not isinstance(payload, Mapping):
+        raise ValueError(f"an audit payload must be a JSON object, not {type(payload).__name__}")
+    try:
+        return canonical_json(_plain(payload))
+    except ValueError as exc:  # rfc8785.CanonicalizationError is a ValueError
+        raise ValueError(f"an audit payload must be JSON: {exc}") from None
+
+
+def _canonical_text(text: str) -> bytes:
+    if type(text) is str and _VERBATIM_TEXT.fullmatch(text):
+        return b'"' + text.encode("ascii") + b'"'  # nothing to escape
+    # The C encoder escapes a string exactly as RFC 8785 does (see canonical_json).
+    if isinstance(text, str):
+        try:
+            return json.dumps(text, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            pass
+    return rfc8785.dumps(text)
+
+
+def _canonical_integer(number: int) -> bytes:
+    if type(number) is int and -_SAFE_INT <= number <= _SAFE_INT:
+        return str(number).encode("ascii")
+    return rfc8785.dumps(number)
+
+
+_VERBATIM_TEXT: Final = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
+"""Printable ASCII but the quote and the backslash: written as it is, between quotes."""
+
+
+_WIDE_KEY: Final = re.compile("[\ud800-\U0010ffff]")
+"""Characters whose code point order differs from their UTF-16 code unit order."""
+_SAFE_INT: Final = 2**53 - 1
+
+
+def _plain_json(value: Any) -> bool:
+    """Whether the C encoder writes ``value`` (plain dicts and lists) as RFC 8785 does."""
+    if isinstance(value, str) or value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return -_SAFE_INT <= value <= _SAFE_INT
+    if isinstance(value, list | tuple):
+        return all(_plain_json(item) for item in value)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or (not key.isascii() and _WIDE_KEY.search(key)):
+                return False
+            if not _plain_json(item):
+                return False
+        return True
+    return False  # floats and anything else: rfc8785 decides
+
+
 def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
+    """``value`` as plain dicts and lists, ready for JSON."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or kind is float or value is None:
+        return value  # the common leaves, without the slower abstract-class checks
+    if kind is dict or isinstance(value, Mapping):
         return {key: _plain(item) for key, item in value.items()}
+    if kind is list or kind is tuple:
+        return [_plain(item) for item in value]
     if isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray):
         return [_plain(item) for item in value]
     return value

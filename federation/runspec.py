@@ -51,6 +51,8 @@ class RunSpec:
     """Examples per step."""
     learning_rate: float = 0.01
     """Local optimiser step size."""
+    epsilon: float = 0.0
+    """The researcher's cap on each city's epsilon (0: what each agreement allows)."""
     proximal_mu: float = 0.1
     """FedProx's proximal term weight (fedprox only)."""
     round_timeout: float = 600.0
@@ -80,6 +82,8 @@ class RunSpec:
                 f"min nodes must be between 1 and the number of agreements "
                 f"({len(self.agreements)}), not {self.min_nodes}"
             )
+        if self.epsilon < 0:
+            raise RunSpecError(f"epsilon must be 0 (no cap) or positive, not {self.epsilon}")
         if self.local_epochs < 1 or self.batch_size < 1 or not _positive(self.learning_rate):
             raise RunSpecError("local epochs, batch size and learning rate must be positive")
         if not _positive(self.round_timeout):
@@ -102,6 +106,7 @@ class RunSpec:
             _PREFIX + "local-epochs": self.local_epochs,
             _PREFIX + "batch-size": self.batch_size,
             _PREFIX + "learning-rate": self.learning_rate,
+            _PREFIX + "epsilon": self.epsilon,
             _PREFIX + "proximal-mu": self.proximal_mu,
             _PREFIX + "round-timeout": self.round_timeout,
             _PREFIX + "seed": self.seed,
@@ -124,7 +129,7 @@ class RunSpec:
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             if not isinstance(value, kind) or isinstance(value, bool):
-                raise RunSpecError(f"run config {_PREFIX + key} must be a {kind.__name__}")
+                raise RunSpecError(f"run config {_PREFIX + key} must be of type {kind.__name__}")
             return value
 
         try:
@@ -152,6 +157,7 @@ class RunSpec:
             local_epochs=cast(int, get("local-epochs", int, 1)),
             batch_size=cast(int, get("batch-size", int, 64)),
             learning_rate=cast(float, get("learning-rate", float, 0.01)),
+            epsilon=cast(float, get("epsilon", float, 0.0)),
             proximal_mu=cast(float, get("proximal-mu", float, 0.1)),
             round_timeout=cast(float, get("round-timeout", float, 600.0)),
             seed=cast(int, get("seed", int, 0)),

@@ -103,9 +103,13 @@ class WatchedGrid(Grid):
 
     def _outcome(self, reply: Message, city: str) -> dict[str, Any]:
         if reply.has_error():
-            return {"ok": False, "error": reply.error.reason}
+            error = reply.error
+            return {"ok": False, "error": error.reason or f"the node replied error {error.code}"}
         if self._check is not None:
-            reason = self._check(reply, city)
+            try:
+                reason = self._check(reply, city)
+            except Exception as exc:  # one city's bad reply must not end the whole run
+                reason = f"the check failed: {type(exc).__name__}: {exc}"
             if reason is not None:
                 return {"ok": False, "error": f"rejected by the aggregator: {reason}"}
         metrics: dict[str, float] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TypeVar
 
 import grpc
@@ -13,6 +14,7 @@ from connector.v1 import (
     dataset_management_pb2_grpc,
     negotiation_management_pb2_grpc,
     peer_management_pb2_grpc,
+    training_management_pb2_grpc,
 )
 from node.config import LoadedConfig
 from node.endpoints import connectable, read_endpoints
@@ -47,22 +49,42 @@ class NodeClient:
         self.negotiations = negotiation_management_pb2_grpc.NegotiationManagementServiceStub(
             self._channel
         )
+        self.trainings = training_management_pb2_grpc.TrainingManagementServiceStub(self._channel)
 
     def call(self, method: grpc.UnaryUnaryMultiCallable[Req, Resp], request: Req) -> Resp:
         """Call ``method``; failures become :class:`ConnectorError` with a readable message."""
         try:
             return method(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
-            error = from_rpc_error(exc)
-            if error.reason == "UNKNOWN" and error.code == grpc.StatusCode.UNAVAILABLE:
-                raise ConnectorError(
-                    error.code,
-                    "UNKNOWN",
-                    f"node not reachable at {self.address} ({error.message}); is it running? "
-                    f"start it with: hanse node start --config {self.config.path}",
-                    retryable=True,
-                ) from exc
-            raise error from exc
+            raise self._error(exc) from exc
+
+    def stream(
+        self,
+        method: grpc.UnaryStreamMultiCallable[Req, Resp],
+        request: Req,
+        *,
+        timeout: float | None = None,
+    ) -> Iterator[Resp]:
+        """Call a server-streaming ``method`` with deadline ``timeout``; yield its responses.
+
+        Failures (a passed deadline too) become :class:`ConnectorError`.
+        """
+        try:
+            yield from method(request, timeout=timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from exc
+
+    def _error(self, exc: grpc.RpcError) -> ConnectorError:
+        error = from_rpc_error(exc)
+        if error.reason == "UNKNOWN" and error.code == grpc.StatusCode.UNAVAILABLE:
+            return ConnectorError(
+                error.code,
+                "UNKNOWN",
+                f"node not reachable at {self.address} ({error.message}); is it running? "
+                f"start it with: hanse node start --config {self.config.path}",
+                retryable=True,
+            )
+        return error
 
     def close(self) -> None:
         """Close the channel."""

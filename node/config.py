@@ -305,11 +305,54 @@ class PeerConfig(_Model):
     """Its participant id (URI SAN of its certificate)."""
     address: str
     """Its protocol API, host:port."""
+    fleet_address: str = ""
+    """Its Flower SuperLink (Fleet API), host:port, if it aggregates training for us.
+
+    A city node connects a SuperNode only to aggregators listed here: an agreement
+    naming an aggregator without a fleet address never opens a connection."""
 
     @field_validator("address")
     @classmethod
     def _address(cls, value: str) -> str:
         return _check_listen(value, allow_empty=False)
+
+    @field_validator("fleet_address")
+    @classmethod
+    def _fleet_address(cls, value: str) -> str:
+        return _check_listen(value, allow_empty=True)
+
+
+class AggregatorSection(_Model):
+    """This node as aggregator: a Flower SuperLink for its researchers' runs."""
+
+    enabled: bool = False
+    """Run a SuperLink (started with the first training run)."""
+    listen: str = "127.0.0.1:0"
+    """host:port of the SuperLink's HTTPS port (Fleet API for cities); port 0 picks one."""
+    round_timeout_seconds: float = Field(default=600.0, gt=0, le=86400)
+    """How long a round waits for cities' replies."""
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return _check_listen(value, allow_empty=False)
+
+
+class TrainingSection(_Model):
+    """This node as a city that trains: device, differential privacy, connectivity."""
+
+    device: Literal["cpu", "cuda"] = "cpu"
+    """Where local training runs; cuda only if present (else the run is refused)."""
+    noise_multiplier: float = Field(default=1.0, gt=0, le=100)
+    """DP-SGD noise multiplier (the node's, never the researcher's)."""
+    max_grad_norm: float = Field(default=1.0, gt=0, le=1000)
+    """DP-SGD per-example gradient clipping norm."""
+    default_delta: float = Field(default=1e-5, gt=0, lt=1)
+    """Delta when an agreement states none."""
+    max_train_examples: int = Field(default=0, ge=0)
+    """Use at most this many of the most recent training examples per round (0: all)."""
+    reconcile_seconds: float = Field(default=2.0, gt=0, le=3600)
+    """How often the node re-checks which aggregators its agreements allow."""
 
 
 class LogSection(_Model):
@@ -342,6 +385,10 @@ class NodeConfig(_Model):
     """Datasets and their offers."""
     peers: list[PeerConfig] = []
     """Known peers."""
+    aggregator: AggregatorSection = AggregatorSection()
+    """Aggregator role (researcher nodes)."""
+    training: TrainingSection = TrainingSection()
+    """Local training under agreements (city nodes)."""
     log: LogSection = LogSection()
     """Logging."""
 

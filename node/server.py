@@ -36,6 +36,7 @@ from connector.interceptors.authentication import PeerAuthenticationInterceptor
 from connector.interceptors.errors import ErrorInterceptor
 from connector.interceptors.limits import RequestSizeInterceptor
 from connector.interceptors.metrics import MetricsInterceptor, RpcMetrics
+from connector.negotiation.changes import NegotiationChanges
 from connector.negotiation.dispatcher import Dispatcher
 from connector.negotiation.engine import NegotiationEngine, Party
 from connector.negotiation.transport import GrpcTransport
@@ -43,7 +44,7 @@ from connector.peers import Peer, PeerClient, PeerDirectory
 from connector.services.catalog_protocol import CatalogProtocolServicer
 from connector.services.dataset_management import DatasetManagementServicer
 from connector.services.identity import NodeIdentity
-from connector.services.negotiation_management import NegotiationManagementServicer
+from connector.services.negotiation_management import MAX_WATCHES, NegotiationManagementServicer
 from connector.services.negotiation_protocol import NegotiationProtocolServicer
 from connector.services.peer_management import PeerManagementServicer
 from connector.store import (
@@ -65,6 +66,7 @@ from connector.v1 import (
     negotiation_protocol_pb2_grpc,
     peer_management_pb2,
     peer_management_pb2_grpc,
+    training_management_pb2,
 )
 from node.config import ConfigError, DatasetConfig, LoadedConfig, is_loopback
 from node.endpoints import Endpoints, connectable, write_endpoints
@@ -75,6 +77,9 @@ _log = logging.getLogger("hanse.node")
 GRACE_SECONDS = 10.0
 """How long SIGTERM waits for in-flight RPCs."""
 
+RPC_WORKERS = 16
+"""Threads serving the RPCs of one API at once."""
+
 PROTOCOL_SERVICES = (
     catalog_protocol_pb2.DESCRIPTOR.services_by_name["CatalogProtocolService"],
     negotiation_protocol_pb2.DESCRIPTOR.services_by_name["NegotiationProtocolService"],
@@ -83,6 +88,7 @@ MANAGEMENT_SERVICES = (
     dataset_management_pb2.DESCRIPTOR.services_by_name["DatasetManagementService"],
     peer_management_pb2.DESCRIPTOR.services_by_name["PeerManagementService"],
     negotiation_management_pb2.DESCRIPTOR.services_by_name["NegotiationManagementService"],
+    training_management_pb2.DESCRIPTOR.services_by_name["TrainingManagementService"],
 )
 
 
@@ -165,6 +171,10 @@ class NodeServer:
         self._peer_client: PeerClient | None = None
         self._engine: Any = None
         self._dispatcher: Dispatcher | None = None
+        self._changes: NegotiationChanges | None = None
+        self._training: Any = None
+        self._connectivity: Any = None
+        self.aggregator: Any = None
         self.endpoints: Endpoints | None = None
 
     def start(self) -> Endpoints:
@@ -223,6 +233,8 @@ class NodeServer:
                 ErrorInterceptor(),
             ],
             self.model.management.max_request_bytes,
+            # Each open WatchManagedNegotiation holds a thread: room for all of them.
+            workers=RPC_WORKERS + MAX_WATCHES,
         )
         management_port = management.add_secure_port(
             self.model.management.listen, server_credentials(tls, require_client_auth=False)
@@ -231,7 +243,9 @@ class NodeServer:
         directory = PeerDirectory(
             Peer(p.name, p.participant_id, p.address) for p in self.model.peers
         )
-        negotiations = SqlNegotiationStore(self._engine, SqlAuditLog(self._engine))
+        negotiations = SqlNegotiationStore(
+            self._engine, SqlAuditLog(self._engine), requests=requests
+        )
         self.negotiation_engine = NegotiationEngine(
             party=Party(
                 participant_id=self.model.node.participant_id,
@@ -255,12 +269,14 @@ class NodeServer:
             management,
         )
         self._dispatcher = Dispatcher(self.negotiation_engine)
+        self._changes = self.negotiation_engine.changes
         dataset_management_pb2_grpc.add_DatasetManagementServiceServicer_to_server(
             DatasetManagementServicer(store, requests), management
         )
         peer_management_pb2_grpc.add_PeerManagementServiceServicer_to_server(
             PeerManagementServicer(directory, self._peer_client), management
         )
+        self._add_training(management, negotiations, requests)
         self._add_common(management, MANAGEMENT_SERVICES)
         management_address = _bound(self.model.management.listen, management_port)
         if not is_loopback(self.model.management.listen):
@@ -291,6 +307,8 @@ class NodeServer:
         for listener in self._listeners:
             listener.server.start()
         self._dispatcher.start()
+        if self._connectivity is not None:
+            self._connectivity.start()
         for name in ("", *(s.full_name for s in PROTOCOL_SERVICES + MANAGEMENT_SERVICES)):
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.endpoints = Endpoints(
@@ -318,6 +336,10 @@ class NodeServer:
         """Stop taking new RPCs, let in-flight ones finish (up to ``grace``), release all."""
         started = self.endpoints is not None
         self._health.enter_graceful_shutdown()
+        if self._changes is not None:
+            self._changes.close()  # open watches end now, not at the end of the grace
+        if self._training is not None:
+            self._training.close()  # open training watches too
         events = [listener.server.stop(grace) for listener in self._listeners]
         for event in events:
             event.wait(grace + 1)
@@ -325,6 +347,7 @@ class NodeServer:
         if self._dispatcher is not None:
             self._dispatcher.stop()
             self._dispatcher = None
+        self._stop_training()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server = None
@@ -337,11 +360,51 @@ class NodeServer:
             self.endpoints = None
             _log.info("node stopped")
 
-    def _server(self, interceptors: list[grpc.ServerInterceptor], max_bytes: int) -> grpc.Server:
+    def _add_training(
+        self, management: grpc.Server, negotiations: SqlNegotiationStore, requests: SqlRequestLog
+    ) -> None:
+        """The training API (aggregator role) and the agreement-driven SuperNodes (city role).
+
+        Imported here: Flower and torch load only in the node process, not in every CLI call.
+        """
+        from connector.store.ledger import SqlPrivacyLedger
+        from node.training.aggregator import Aggregator
+        from node.training.connectivity import Connectivity
+        from node.training.service import add_training_service
+
+        audit = SqlAuditLog(self._engine)
+        self.aggregator = Aggregator(self.config, negotiations, audit)
+        self._training = add_training_service(management, self.aggregator, requests)
+        if self.model.datasets:
+            ledger = SqlPrivacyLedger(self._engine)
+            self._connectivity = Connectivity(
+                self.config, negotiations, audit, spent=ledger.total_epsilon
+            )
+
+    def _stop_training(self) -> None:
+        if self._connectivity is not None:
+            self._connectivity.stop()
+            self._connectivity = None
+        if self.aggregator is not None:
+            self.aggregator.stop()
+            self.aggregator = None
+        if self._training is not None:
+            from federation.guard.context import close_databases
+
+            close_databases()
+            self._training = None
+
+    def _server(
+        self,
+        interceptors: list[grpc.ServerInterceptor],
+        max_bytes: int,
+        *,
+        workers: int = RPC_WORKERS,
+    ) -> grpc.Server:
         # gRPC's own limit is a backstop above ours, so ours answers with a reason.
         backstop = max_bytes * 2 + 64 * 1024
         return grpc.server(
-            futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="rpc"),
+            futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
             interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", backstop),

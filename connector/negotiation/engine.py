@@ -10,6 +10,12 @@ finds the pending messages again.
 A message received while this node still waits for the acknowledgement of its own
 message, and that is valid after that message, counts as the acknowledgement: the
 counter-party evidently received it.
+
+A received message and this node's answer to it (agreeing to a request, verifying
+an agreement, finalizing a verified one) are saved in one transaction, with the
+audit entries of both state changes in their order. A message that becomes due is
+handed to :attr:`NegotiationEngine.on_pending` (the dispatcher) at once, and every
+saved change is published to :attr:`NegotiationEngine.changes` for watchers.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -27,6 +33,7 @@ import grpc
 from connector.clock import Clock, SystemClock
 from connector.datasets import Offer
 from connector.errors import ConnectorError, invalid_argument, not_found
+from connector.negotiation.changes import NegotiationChanges
 from connector.negotiation.messages import (
     DspMessage,
     accepted_event,
@@ -41,10 +48,12 @@ from connector.negotiation.messages import (
     verification_message,
 )
 from connector.negotiation.model import (
+    AnswerSlot,
     AuditNote,
     NegotiationRecord,
     NegotiationStore,
     PendingMessage,
+    RequestAnswer,
     StaleNegotiationError,
 )
 from connector.negotiation.states import (
@@ -123,6 +132,9 @@ class Backoff:
 
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
+Step = tuple[NegotiationRecord, AuditNote]
+"""A change this node makes, not yet saved: the new record and its state entry."""
+
 
 class NegotiationEngine:
     """Runs negotiations for one node, as consumer and as provider."""
@@ -151,7 +163,13 @@ class NegotiationEngine:
         consumer's callback address, so a configured peer is reached where the operator
         said it is."""
         self.wake = threading.Event()
-        """Set whenever a message becomes due; the dispatcher thread waits on it."""
+        """Set whenever a message becomes due (with no :attr:`on_pending`) or a retry
+        is scheduled; the dispatcher thread waits on it."""
+        self.on_pending: Callable[[NegotiationRecord], None] | None = None
+        """Takes a negotiation whose pending message was just saved, due now (the
+        dispatcher delivers it at once); ``None``: :attr:`wake` is set instead."""
+        self.changes = NegotiationChanges()
+        """Every negotiation this engine saves is published here (see ``watch``)."""
 
     # --- consumer, on the operator's word ---------------------------------------------------
 
@@ -191,8 +209,8 @@ class NegotiationEngine:
             pending=PendingMessage(Message.REQUEST, new_pid(), message.to_json()),
             next_attempt_at=self.clock.now(),
         )
-        created = self.store.create(record, [self._state_note(record, S.INITIAL, "operator")])
-        self.wake.set()
+        created = self._create(record, [self._state_note(record, S.INITIAL, "operator")])
+        self._announce(created)
         return created
 
     def accept(self, negotiation_id: str) -> NegotiationRecord:
@@ -243,7 +261,7 @@ class NegotiationEngine:
     def approve(self, negotiation_id: str) -> NegotiationRecord:
         """Agree to a request that waits for the operator (provider, REQUESTED or ACCEPTED)."""
         record = self._mine(negotiation_id, Role.PROVIDER)
-        return self._agree(record, actor="operator")
+        return self._commit(self._agree(record, actor="operator"))
 
     def terminate(self, negotiation_id: str, reason: str) -> NegotiationRecord:
         """End a negotiation from any non-terminal state (either role)."""
@@ -270,17 +288,28 @@ class NegotiationEngine:
         *,
         sender_id: str,
         signature: Mapping[str, Any] | None = None,
+        answer: AnswerSlot | None = None,
     ) -> dict[str, Any]:
         """Apply a message a peer sent; return the DSP ContractNegotiation ACK.
+
+        Args:
+            kind: Which message.
+            payload: The message (DSP JSON-LD).
+            sender_id: The sender's participant id (from its certificate).
+            signature: The sender's signature over the agreement, where one comes.
+            answer: Where to record the answer to this message, in the transaction
+                of the change it causes (see :class:`AnswerSlot`).
 
         Raises:
             ConnectorError: MESSAGE_INVALID, NEGOTIATION_NOT_FOUND, TRANSITION_INVALID,
                 OFFER_NOT_FOUND, POLICY_REFUSED, AGREEMENT_INVALID. Nothing changed then.
+            AnsweredBeforeError: ``answer``'s message was answered meanwhile (a
+                duplicate); nothing changed.
         """
         message = DspMessage.from_json(payload, expected=kind)
         for _ in range(3):
             try:
-                return self._receive_once(message, sender_id, signature)
+                return self._receive_once(message, sender_id, signature, answer)
             except StaleNegotiationError:
                 continue
         raise ConnectorError(
@@ -291,10 +320,14 @@ class NegotiationEngine:
         )
 
     def _receive_once(
-        self, message: DspMessage, sender_id: str, signature: Mapping[str, Any] | None
+        self,
+        message: DspMessage,
+        sender_id: str,
+        signature: Mapping[str, Any] | None,
+        answer: AnswerSlot | None,
     ) -> dict[str, Any]:
         if message.kind is Message.REQUEST and not message.provider_pid:
-            return self._initial_request(message, sender_id)
+            return self._initial_request(message, sender_id, answer)
         record = self._addressed(message, sender_id)
         sender = Role.PROVIDER if record.role is Role.CONSUMER else Role.CONSUMER
         state, implicit_ack = self._state_for(record, message.kind, sender)
@@ -305,7 +338,7 @@ class NegotiationEngine:
         updated = replace(
             record, state=state, provider_pid=record.provider_pid or message.provider_pid
         )
-        follow: Callable[[NegotiationRecord], NegotiationRecord] | None = None
+        follow: Callable[[NegotiationRecord], Step] | None = None
         if message.kind is Message.TERMINATION:
             updated = replace(
                 updated,
@@ -334,20 +367,41 @@ class NegotiationEngine:
         notes.append(self._state_note(updated, record.state, sender_id))
         if updated.state is S.FINALIZED:
             notes.append(self._agreement_note(updated))
-        saved = self.store.save(updated, notes)
+        # This node's answer goes into the same transaction; should it fail, the
+        # message is still taken (the operator or a retry takes it from there).
+        final = self._follow_up(updated, follow, notes)
         ack = negotiation_ack(
-            consumer_pid=saved.consumer_pid, provider_pid=saved.provider_pid, state=saved.state
+            consumer_pid=final.consumer_pid, provider_pid=final.provider_pid, state=updated.state
         )
-        if follow is not None:
-            try:
-                follow(saved)
-            except (ConnectorError, StaleNegotiationError) as exc:
-                _log.warning(
-                    "follow-up step failed", extra={"negotiation": saved.id, "error": str(exc)}
-                )
+        recorded = None if answer is None else answer.answer(ack)
+        saved = self._save(final, notes, answer=recorded)
+        if answer is not None and recorded is not None:
+            answer.recorded = recorded.response
+        self._announce(saved)
         return ack
 
-    def _initial_request(self, message: DspMessage, sender_id: str) -> dict[str, Any]:
+    def _follow_up(
+        self,
+        record: NegotiationRecord,
+        follow: Callable[[NegotiationRecord], Step] | None,
+        notes: list[AuditNote],
+    ) -> NegotiationRecord:
+        """``record`` after this node's next step (its note added to ``notes``), if any."""
+        if follow is None:
+            return record
+        try:
+            after, note = follow(record)
+        except ConnectorError as exc:
+            _log.warning(
+                "follow-up step failed", extra={"negotiation": record.id, "error": str(exc)}
+            )
+            return record
+        notes.append(note)
+        return after
+
+    def _initial_request(
+        self, message: DspMessage, sender_id: str, answer: AnswerSlot | None
+    ) -> dict[str, Any]:
         existing = self.store.find(Role.PROVIDER, consumer_pid=message.consumer_pid)
         if existing is not None and existing.counterparty_id == sender_id:
             # A repeat of a request already taken: the same answer, no second negotiation.
@@ -405,23 +459,21 @@ class NegotiationEngine:
             state=S.REQUESTED,
             reason="" if offer.auto_agree else "waiting for the operator to approve",
         )
-        saved = self.store.create(
-            record,
-            [
-                _message_note("negotiation.message.received", record, message),
-                self._state_note(record, S.INITIAL, sender_id),
-            ],
+        notes = [
+            _message_note("negotiation.message.received", record, message),
+            self._state_note(record, S.INITIAL, sender_id),
+        ]
+        # Taken and (auto-agree) agreed in one transaction.
+        final = self._follow_up(record, self._auto_agree if offer.auto_agree else None, notes)
+        ack = negotiation_ack(
+            consumer_pid=final.consumer_pid, provider_pid=final.provider_pid, state=S.REQUESTED
         )
-        if offer.auto_agree:
-            try:
-                self._agree(saved, actor="node")
-            except (ConnectorError, StaleNegotiationError) as exc:
-                _log.warning(
-                    "auto-agree failed", extra={"negotiation": saved.id, "error": str(exc)}
-                )
-        return negotiation_ack(
-            consumer_pid=saved.consumer_pid, provider_pid=saved.provider_pid, state=S.REQUESTED
-        )
+        recorded = None if answer is None else answer.answer(ack)
+        saved = self._create(final, notes, answer=recorded)
+        if answer is not None and recorded is not None:
+            answer.recorded = recorded.response
+        self._announce(saved)
+        return ack
 
     def _counter_request(
         self, record: NegotiationRecord, message: DspMessage, sender_id: str
@@ -513,10 +565,10 @@ class NegotiationEngine:
 
     # --- this node's next steps ------------------------------------------------------------------
 
-    def _auto_agree(self, record: NegotiationRecord) -> NegotiationRecord:
+    def _auto_agree(self, record: NegotiationRecord) -> Step:
         return self._agree(record, actor="node")
 
-    def _agree_to_accepted(self, record: NegotiationRecord) -> NegotiationRecord:
+    def _agree_to_accepted(self, record: NegotiationRecord) -> Step:
         # The consumer accepted this node's offer: agree, unless the offer does not
         # permit the use the consumer stated (then an agreement would contradict itself).
         decision = evaluate(
@@ -533,9 +585,9 @@ class NegotiationEngine:
             code="POLICY_REFUSED",
             reasons=(why,),
         )
-        return self._send(replace(record, reason=why), Message.TERMINATION, message, actor="node")
+        return self._step(replace(record, reason=why), Message.TERMINATION, message, actor="node")
 
-    def _agree(self, record: NegotiationRecord, *, actor: str) -> NegotiationRecord:
+    def _agree(self, record: NegotiationRecord, *, actor: str) -> Step:
         agreement = build_agreement(
             agreement_id=new_pid(),
             offer=record.offer,
@@ -550,21 +602,21 @@ class NegotiationEngine:
             provider_pid=record.provider_pid, consumer_pid=record.consumer_pid, agreement=agreement
         )
         updated = replace(record, agreement=agreement, signatures=(own.to_json(),), reason="")
-        return self._send(updated, Message.AGREEMENT, message, actor=actor, signature=own.to_json())
+        return self._step(updated, Message.AGREEMENT, message, actor=actor, signature=own.to_json())
 
-    def _verify(self, record: NegotiationRecord) -> NegotiationRecord:
+    def _verify(self, record: NegotiationRecord) -> Step:
         message = verification_message(
             consumer_pid=record.consumer_pid, provider_pid=record.provider_pid
         )
-        return self._send(
+        return self._step(
             record, Message.VERIFICATION, message, actor="node", signature=record.signatures[1]
         )
 
-    def _finalize(self, record: NegotiationRecord) -> NegotiationRecord:
+    def _finalize(self, record: NegotiationRecord) -> Step:
         message = finalized_event(
             consumer_pid=record.consumer_pid, provider_pid=record.provider_pid
         )
-        return self._send(record, Message.FINALIZED, message, actor="node")
+        return self._step(record, Message.FINALIZED, message, actor="node")
 
     def _send(
         self,
@@ -575,6 +627,25 @@ class NegotiationEngine:
         actor: str,
         signature: Mapping[str, Any] | None = None,
     ) -> NegotiationRecord:
+        """Save ``message`` as ``record``'s pending message and hand it to delivery."""
+        return self._commit(self._step(record, kind, message, actor=actor, signature=signature))
+
+    def _commit(self, step: Step) -> NegotiationRecord:
+        record, note = step
+        saved = self._save(record, [note])
+        self._announce(saved)
+        return saved
+
+    def _step(
+        self,
+        record: NegotiationRecord,
+        kind: Message,
+        message: DspMessage,
+        *,
+        actor: str,
+        signature: Mapping[str, Any] | None = None,
+    ) -> Step:
+        """``record`` with ``message`` pending ("-ING"), and the entry of that change."""
         try:
             state = pending(record.state, kind, record.role)
         except TransitionError as exc:
@@ -588,9 +659,39 @@ class NegotiationEngine:
             attempts=0,
             next_attempt_at=self.clock.now(),
         )
-        saved = self.store.save(updated, [self._state_note(updated, record.state, actor)])
-        self.wake.set()
+        return updated, self._state_note(updated, record.state, actor)
+
+    def _create(
+        self,
+        record: NegotiationRecord,
+        notes: Sequence[AuditNote],
+        *,
+        answer: RequestAnswer | None = None,
+    ) -> NegotiationRecord:
+        created = self.store.create(record, notes, answer=answer)
+        self.changes.publish(created)
+        return created
+
+    def _save(
+        self,
+        record: NegotiationRecord,
+        notes: Sequence[AuditNote] = (),
+        *,
+        answer: RequestAnswer | None = None,
+    ) -> NegotiationRecord:
+        saved = self.store.save(record, notes, answer=answer)
+        self.changes.publish(saved)
         return saved
+
+    def _announce(self, record: NegotiationRecord) -> None:
+        """Hand a negotiation whose message just became due to delivery."""
+        if record.pending is None:
+            return
+        listener = self.on_pending
+        if listener is None:
+            self.wake.set()
+        else:
+            listener(record)
 
     # --- delivery -----------------------------------------------------------------------------
 
@@ -608,6 +709,16 @@ class NegotiationEngine:
             return None
         return max(0.0, (due[0].next_attempt_at - self.clock.now()).total_seconds())
 
+    def deliver(self, record: NegotiationRecord) -> None:
+        """Deliver ``record``'s pending message now and save the outcome.
+
+        On the acknowledgement the negotiation moves to the "-ED" state; on a
+        failure a retry is scheduled (with backoff) or the negotiation terminated.
+        A record that changed meanwhile (acknowledged implicitly, say) is left as
+        it is.
+        """
+        self._deliver(record)
+
     def _deliver(self, record: NegotiationRecord) -> None:
         message = record.pending
         if message is None:
@@ -617,34 +728,39 @@ class NegotiationEngine:
         except ConnectorError as error:
             self._delivery_failed(record, error)
             return
-        try:
-            current = self.store.get(record.id)
-        except ConnectorError:
-            return
-        if current.pending is None or current.pending.message_id != message.message_id:
-            return  # acknowledged implicitly meanwhile
-        done = acknowledged(current.state)
-        provider_pid = current.provider_pid or str(ack.get("providerPid", ""))
-        updated = replace(
-            current,
-            state=done,
-            provider_pid=provider_pid,
-            pending=None,
-            attempts=current.attempts + 1,
-            next_attempt_at=None,
-        )
-        notes = [
-            AuditNote(
-                "negotiation.message.sent",
-                {"message": dict(message.payload)},
-                peer=current.counterparty_id,
-            ),
-            self._state_note(updated, current.state, current.counterparty_id),
-        ]
-        if done is S.FINALIZED:
-            notes.append(self._agreement_note(updated))
-        with _ignore_stale():
-            self.store.save(updated, notes)
+        current = record
+        for _ in range(3):
+            if current.pending is None or current.pending.message_id != message.message_id:
+                return  # acknowledged implicitly meanwhile
+            done = acknowledged(current.state)
+            provider_pid = current.provider_pid or str(ack.get("providerPid", ""))
+            updated = replace(
+                current,
+                state=done,
+                provider_pid=provider_pid,
+                pending=None,
+                attempts=current.attempts + 1,
+                next_attempt_at=None,
+            )
+            notes = [
+                AuditNote(
+                    "negotiation.message.sent",
+                    {"message": dict(message.payload)},
+                    peer=current.counterparty_id,
+                ),
+                self._state_note(updated, current.state, current.counterparty_id),
+            ]
+            if done is S.FINALIZED:
+                notes.append(self._agreement_note(updated))
+            try:
+                self._save(updated, notes)
+                return
+            except StaleNegotiationError:
+                # Changed since it was read: look again.
+                try:
+                    current = self.store.get(record.id)
+                except ConnectorError:
+                    return
 
     def _delivery_failed(self, record: NegotiationRecord, error: ConnectorError) -> None:
         attempts = record.attempts + 1
@@ -657,7 +773,8 @@ class NegotiationEngine:
                 next_attempt_at=self.clock.now() + timedelta(seconds=wait),
             )
             with _ignore_stale():
-                self.store.save(updated)
+                self._save(updated)
+            self.wake.set()  # the dispatcher reschedules
             return
         peer = record.counterparty_id
         sent = record.pending.kind.value if record.pending else "the message"
@@ -674,7 +791,7 @@ class NegotiationEngine:
             reason=why,
         )
         with _ignore_stale():
-            self.store.save(updated, [self._state_note(updated, record.state, "node")])
+            self._save(updated, [self._state_note(updated, record.state, "node")])
 
     # --- helpers --------------------------------------------------------------------------------
 

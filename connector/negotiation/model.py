@@ -3,12 +3,15 @@
 A :class:`NegotiationRecord` is immutable; every change is a new record written
 with :meth:`NegotiationStore.save`, which checks the version it replaces
 (optimistic concurrency) and appends the change's audit entries in the same
-transaction, so the audit log and the negotiation can never disagree.
+transaction, so the audit log and the negotiation can never disagree. A change
+caused by a peer's message also records the answer to that message there
+(:class:`RequestAnswer`), so a repeated message id gets the first answer and never
+a second effect.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -44,6 +47,45 @@ class AuditNote:
     """The counter-party's participant id, where one is involved."""
     actor: str = "node"
     """Who caused it: ``node``, ``operator`` or a participant id."""
+
+
+@dataclass(frozen=True)
+class RequestAnswer:
+    """The answer to a request (a peer's message), recorded with the change it causes."""
+
+    method: str
+    """The request log's method key (the RPC, and for peers the sender)."""
+    request_id: str
+    """The request's id (a DSP message id)."""
+    response: bytes
+    """The serialised response."""
+
+
+class AnswerSlot:
+    """Where :meth:`NegotiationEngine.receive` records the answer to the message it takes.
+
+    The protocol API hands one in per message: the engine encodes its ACK with
+    :attr:`encode` and has the store record it in the transaction of the change
+    the message causes; :attr:`recorded` then holds what was recorded. It stays
+    ``None`` when the message changed nothing that could carry it (a repeated
+    request answered from the negotiation it made): the caller records it then.
+    """
+
+    def __init__(
+        self, method: str, request_id: str, encode: Callable[[Mapping[str, Any]], bytes]
+    ) -> None:
+        self.method = method
+        """The request log's method key."""
+        self.request_id = request_id
+        """The message id."""
+        self.encode = encode
+        """The ACK (DSP JSON) as the serialised response."""
+        self.recorded: bytes | None = None
+        """The response recorded with the change, once it is."""
+
+    def answer(self, ack: Mapping[str, Any]) -> RequestAnswer:
+        """The answer to record for ``ack``."""
+        return RequestAnswer(self.method, self.request_id, self.encode(ack))
 
 
 @dataclass(frozen=True)
@@ -98,12 +140,20 @@ class NegotiationStore(Protocol):
     """Negotiations of this node, with their audit trail."""
 
     def create(
-        self, record: NegotiationRecord, audit: Sequence[AuditNote] = ()
+        self,
+        record: NegotiationRecord,
+        audit: Sequence[AuditNote] = (),
+        *,
+        answer: RequestAnswer | None = None,
     ) -> NegotiationRecord:
         """Insert a new negotiation (version 1) and its audit entries in one transaction.
 
+        With ``answer``, the answer to the request that caused it is recorded in the
+        same transaction.
+
         Raises:
             ConnectorError: ``ALREADY_EXISTS`` if the id is taken.
+            AnsweredBeforeError: The request was answered before; nothing changed.
         """
         ...
 
@@ -121,11 +171,20 @@ class NegotiationStore(Protocol):
         """This node's negotiation in ``role`` with those process ids, if any."""
         ...
 
-    def save(self, record: NegotiationRecord, audit: Sequence[AuditNote] = ()) -> NegotiationRecord:
+    def save(
+        self,
+        record: NegotiationRecord,
+        audit: Sequence[AuditNote] = (),
+        *,
+        answer: RequestAnswer | None = None,
+    ) -> NegotiationRecord:
         """Replace the stored version ``record.version`` with ``record`` (version + 1).
+
+        With ``answer``, as :meth:`create`.
 
         Raises:
             StaleNegotiationError: someone else saved a newer version first; nothing changed.
+            AnsweredBeforeError: The request was answered before; nothing changed.
         """
         ...
 
@@ -146,3 +205,12 @@ class NegotiationStore(Protocol):
 
 class StaleNegotiationError(Exception):
     """A save lost a race: the negotiation changed since it was read."""
+
+
+class AnsweredBeforeError(Exception):
+    """The request was answered before (a duplicate raced this one): nothing was changed."""
+
+    def __init__(self, response: bytes) -> None:
+        super().__init__("the request was answered before; its first answer stands")
+        self.response = response
+        """The answer recorded first."""

@@ -3,21 +3,33 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
 
-from connector.errors import invalid_argument
+from connector.errors import ConnectorError, invalid_argument, to_rpc_status
 from connector.negotiation.engine import NegotiationEngine
 from connector.negotiation.model import NegotiationRecord
-from connector.negotiation.states import Role
+from connector.negotiation.states import TERMINAL_STATES, Role
 from connector.pagination import decode_token, encode_token, page_size
 from connector.peers import PeerClient, PeerDirectory
 from connector.services.idempotency import once
+from connector.services.peer_datasets import PeerDatasetCache
 from connector.store import RequestLog
+from connector.v1 import dataset_pb2, negotiation_management_pb2_grpc, negotiation_pb2
 from connector.v1 import negotiation_management_pb2 as pb
-from connector.v1 import negotiation_management_pb2_grpc, negotiation_pb2
 from connector.wire import timestamp
+
+WATCH_DEFAULT_SECONDS = 60.0
+"""How long ``WatchManagedNegotiation`` watches when the request does not say."""
+WATCH_MAX_SECONDS = 600.0
+"""The longest watch a request may ask for."""
+WATCH_LOOK_SECONDS = 1.0
+"""How often a watch looks at the store itself (for changes another replica made)."""
+MAX_WATCHES = 64
+"""Watches open at once on a node; more are refused (RESOURCE_EXHAUSTED)."""
 
 _ROLES = {
     Role.CONSUMER: negotiation_pb2.NEGOTIATION_ROLE_CONSUMER,
@@ -54,6 +66,25 @@ def negotiation_to_pb(record: NegotiationRecord) -> negotiation_pb2.Negotiation:
     return message
 
 
+def _chosen_offer(dataset: dataset_pb2.Dataset, offer_id: str) -> dataset_pb2.Offer:
+    """The offer ``offer_id`` of ``dataset``, or its only offer when no id is given."""
+    offers = {o.id: o for o in dataset.offers}
+    if offer_id:
+        if offer_id not in offers:
+            raise invalid_argument(
+                f"dataset {dataset.id} has no offer {offer_id!r}; its offers: {', '.join(offers)}",
+                "offer_id",
+            )
+        return offers[offer_id]
+    if len(offers) == 1:
+        (chosen,) = offers.values()
+        return chosen
+    listed = ", ".join(offers)
+    raise invalid_argument(
+        f"dataset {dataset.id} has {len(offers)} offers ({listed}); pick one", "offer_id"
+    )
+
+
 def _object(text: str, field: str) -> dict[str, Any]:
     if not text:
         return {}
@@ -82,6 +113,7 @@ class NegotiationManagementServicer(
         self._directory = directory
         self._peers = peers
         self._requests = requests
+        self._datasets = PeerDatasetCache(peers)
 
     def StartNegotiation(
         self, request: pb.StartNegotiationRequest, context: grpc.ServicerContext
@@ -95,24 +127,15 @@ class NegotiationManagementServicer(
         peer = self._directory.find(request.peer)
 
         def effect() -> pb.StartNegotiationResponse:
-            dataset = self._peers.dataset(peer, request.dataset_id)
-            offers = {o.id: o for o in dataset.offers}
-            if request.offer_id:
-                if request.offer_id not in offers:
-                    raise invalid_argument(
-                        f"dataset {dataset.id} has no offer {request.offer_id!r}; "
-                        f"its offers: {', '.join(offers)}",
-                        "offer_id",
-                    )
-                chosen = offers[request.offer_id]
-            elif len(offers) == 1:
-                (chosen,) = offers.values()
-            else:
-                listed = ", ".join(offers)
-                raise invalid_argument(
-                    f"dataset {dataset.id} has {len(offers)} offers ({listed}); pick one",
-                    "offer_id",
-                )
+            dataset, fresh = self._datasets.lookup(peer, request.dataset_id)
+            try:
+                chosen = _chosen_offer(dataset, request.offer_id)
+            except ConnectorError:
+                if fresh:
+                    raise
+                # A kept answer that does not hold the offer: the catalog may have changed.
+                dataset = self._datasets.fetch(peer, request.dataset_id)
+                chosen = _chosen_offer(dataset, request.offer_id)
             record = self._engine.start(
                 provider_id=peer.participant_id,
                 provider_address=peer.address,
@@ -155,6 +178,61 @@ class NegotiationManagementServicer(
         return pb.GetManagedNegotiationResponse(
             negotiation=negotiation_to_pb(self._engine.store.get(request.id))
         )
+
+    def WatchManagedNegotiation(
+        self, request: pb.WatchManagedNegotiationRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.WatchManagedNegotiationResponse]:
+        """One negotiation now, then after each change, until terminal or ``max_wait``."""
+        if not request.id:
+            raise invalid_argument("name the negotiation to watch", "id")
+        seconds = WATCH_DEFAULT_SECONDS
+        if request.HasField("max_wait"):
+            asked = request.max_wait.ToTimedelta().total_seconds()
+            if asked < 0 or asked > WATCH_MAX_SECONDS:
+                raise invalid_argument(
+                    f"max_wait must be between 0 and {WATCH_MAX_SECONDS:.0f} seconds, "
+                    f"not {asked:g}; watch again to go on longer",
+                    "max_wait",
+                )
+            seconds = asked or WATCH_DEFAULT_SECONDS
+        self._engine.store.get(request.id)  # NOT_FOUND before the stream starts
+        if self._engine.changes.watching() >= MAX_WATCHES:
+            # No reason of its own yet in common.proto's ErrorReason: UNKNOWN, with the code
+            # and message saying what happened.
+            raise ConnectorError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "UNKNOWN",
+                f"{MAX_WATCHES} watches are open on this node; retry when one has ended, "
+                "or poll GetManagedNegotiation",
+                retryable=True,
+            )
+        return self._watch(request.id, time.monotonic() + seconds, context)
+
+    def _watch(
+        self, negotiation_id: str, deadline: float, context: grpc.ServicerContext
+    ) -> Iterator[pb.WatchManagedNegotiationResponse]:
+        changes, store = self._engine.changes, self._engine.store
+        try:
+            with changes.subscribe(negotiation_id) as subscription:
+                # Read after subscribing, so that no change slips in between.
+                current = store.get(negotiation_id)
+                yield pb.WatchManagedNegotiationResponse(negotiation=negotiation_to_pb(current))
+                while current.state not in TERMINAL_STATES:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or subscription.closed or not context.is_active():
+                        return
+                    newer = subscription.next(min(left, WATCH_LOOK_SECONDS))
+                    if newer is None:
+                        if subscription.closed:
+                            return
+                        newer = store.get(negotiation_id)
+                    if newer.version > current.version:
+                        current = newer
+                        yield pb.WatchManagedNegotiationResponse(
+                            negotiation=negotiation_to_pb(current)
+                        )
+        except ConnectorError as error:
+            context.abort_with_status(to_rpc_status(error))
 
     def ApproveNegotiation(
         self, request: pb.ApproveNegotiationRequest, context: grpc.ServicerContext

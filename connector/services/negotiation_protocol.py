@@ -1,9 +1,15 @@
-"""Protocol API: negotiation messages from peers (the sender is its certificate)."""
+"""Protocol API: negotiation messages from peers (the sender is its certificate).
+
+A message id is answered once: the answer is recorded in the request log in the
+transaction of the change the message causes, so a repeated id gets the first
+answer and never makes a second change, even when the two arrive together.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, TypeVar
 
 import grpc
@@ -13,13 +19,19 @@ from connector.errors import invalid_argument, not_found
 from connector.interceptors.authentication import current_peer
 from connector.negotiation.engine import NegotiationEngine, visible_state
 from connector.negotiation.messages import negotiation_ack
+from connector.negotiation.model import AnsweredBeforeError, AnswerSlot
 from connector.negotiation.states import Message, NegotiationState, Role
-from connector.services.idempotency import once
+from connector.services.idempotency import MAX_REQUEST_ID
 from connector.store import RequestLog
 from connector.v1 import negotiation_protocol_pb2 as pb
 from connector.v1 import negotiation_protocol_pb2_grpc
 
 ResponseT = TypeVar("ResponseT", bound=ProtoMessage)
+
+
+def _encoded(response_type: type[ProtoMessage], ack: Mapping[str, Any]) -> bytes:
+    """The serialised response carrying ``ack``."""
+    return response_type(negotiation_json=json.dumps(ack)).SerializeToString()
 
 
 def _json(text: str, field: str) -> Mapping[str, Any]:
@@ -50,16 +62,33 @@ class NegotiationProtocolServicer(negotiation_protocol_pb2_grpc.NegotiationProto
     ) -> ResponseT:
         if not message_id:
             raise invalid_argument("message_id is required", "message_id", "MESSAGE_INVALID")
+        if len(message_id) > MAX_REQUEST_ID:
+            raise invalid_argument(
+                f"message_id is longer than {MAX_REQUEST_ID}", "message_id", "MESSAGE_INVALID"
+            )
         sender = current_peer().participant_id
-
-        def effect() -> ResponseT:
+        # The sender is part of the key: one peer can never replay another's answer.
+        method = f"protocol:{rpc}:{sender}"
+        earlier = self._requests.recall(method, message_id)
+        if earlier is None:
             payload = _json(message_json, "message_json")
             signature = _json(signature_json, "signature_json") if signature_json else None
-            ack = self._engine.receive(kind, payload, sender_id=sender, signature=signature)
-            return response_type(negotiation_json=json.dumps(ack))
-
-        # The sender is part of the key: one peer can never replay another's answer.
-        return once(self._requests, f"protocol:{rpc}:{sender}", message_id, response_type, effect)
+            slot = AnswerSlot(method, message_id, partial(_encoded, response_type))
+            try:
+                ack = self._engine.receive(
+                    kind, payload, sender_id=sender, signature=signature, answer=slot
+                )
+            except AnsweredBeforeError as answered:
+                earlier = answered.response
+            else:
+                # Recorded with the change it caused; else (a repeated request, answered
+                # from the negotiation it made) recorded now.
+                earlier = slot.recorded or self._requests.remember(
+                    method, message_id, _encoded(response_type, ack)
+                )
+        response = response_type()
+        response.ParseFromString(earlier)
+        return response
 
     def RequestContract(
         self, request: pb.RequestContractRequest, context: grpc.ServicerContext

@@ -4,12 +4,14 @@ Appends are serialised on the head row: PostgreSQL locks it with ``SELECT ... FO
 UPDATE``; on SQLite the write transaction (``BEGIN IMMEDIATE``) is exclusive
 already. The entry is inserted and the head moved in the same transaction, either
 the log's own or the caller's (see :meth:`SqlAuditLog.append`), so an entry is on
-record exactly when the change it records is.
+record exactly when the change it records is. Entries appended together share one
+lock of the head, one time and one insert; appends run plain SQL on the driver
+(see :mod:`connector.store.driver`), reading and verifying run on SQLAlchemy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -18,14 +20,16 @@ from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
 from connector.audit import (
-    GENESIS_HASH,
+    AuditDraft,
     AuditEntry,
     AuditVerification,
     ChainCheck,
-    next_entry,
+    chain_entry,
+    draft_entry,
 )
 from connector.clock import Clock, SystemClock
 from connector.store import tables as _tables  # noqa: F401  (registers the tables)
+from connector.store.driver import Driver, driver_cursor
 from connector.store.engine import WRITE_OPTION, StoreError
 
 _ENTRY: Final = SQLModel.metadata.tables["audit_entry"]
@@ -52,6 +56,11 @@ class SqlAuditLog:
         self._engine = engine
         self._writer = engine.execution_options(**{WRITE_OPTION: True})
         self._clock: Clock = clock or SystemClock()
+        self._driver = Driver(engine)
+        sql = self._driver.sql
+        self._sql_head = sql(_HEAD_SQL if self._driver.sqlite else _HEAD_SQL + " FOR UPDATE")
+        self._sql_insert = sql(_INSERT_SQL)
+        self._sql_move_head = sql(_MOVE_HEAD_SQL)
 
     def append(
         self,
@@ -94,19 +103,85 @@ class SqlAuditLog:
         # Check the entry before touching the database (the caller's transaction
         # must not be left half-written by a malformed entry); number, time and
         # chain it once the head is locked.
-        draft = next_entry(
-            (0, GENESIS_HASH),
-            time=self._now(),
-            kind=kind,
-            actor=actor,
-            peer=peer,
-            subject=subject,
-            payload=payload,
-        )
+        draft = draft_entry(kind=kind, actor=actor, peer=peer, subject=subject, payload=payload)
+        return self.append_drafts([draft], connection=connection)[0]
+
+    def append_drafts(
+        self,
+        drafts: Sequence[AuditDraft],
+        *,
+        connection: sa.Connection | Session | None = None,
+    ) -> list[AuditEntry]:
+        """Append several entries, in order, under one lock of the head.
+
+        The entries are numbered one after the other and share one time; otherwise
+        as :meth:`append` (with ``connection``: inside the caller's transaction).
+
+        Args:
+            drafts: From :func:`connector.audit.draft_entry`.
+            connection: A connection or session in the caller's transaction.
+
+        Returns:
+            The entries appended.
+
+        Raises:
+            ValueError: A ``connection`` not fit to append in (see :meth:`append`).
+            StoreError: The head row is missing (the log was tampered with).
+        """
+        if not drafts:
+            return []
         if connection is None:
-            with self._writer.begin() as own:
-                return self._append(own, draft)
-        return self._append(self._callers(connection), draft)
+            with self._driver.write() as cursor:
+                return self.append_in(cursor, drafts)
+        cursor = driver_cursor(self._callers(connection))
+        try:
+            return self.append_in(cursor, drafts)
+        finally:
+            cursor.close()
+
+    def append_in(self, cursor: Any, drafts: Sequence[AuditDraft]) -> list[AuditEntry]:
+        """Append entries with a driver cursor in the caller's write transaction.
+
+        For the stores that run plain SQL (see :mod:`connector.store.driver`) on this
+        log's database: the caller has begun the transaction for writing and commits it.
+
+        Raises:
+            StoreError: The head row is missing (the log was tampered with).
+        """
+        if not drafts:
+            return []
+        driver = self._driver
+        cursor.execute(self._sql_head)
+        head = cursor.fetchone()
+        if head is None:
+            raise StoreError(_HEAD_MISSING + "; nothing can be appended")
+        now = self._now()
+        last = (int(head[0]), str(head[1]))
+        entries = []
+        for draft in drafts:
+            entry = chain_entry(draft, last, time=now)
+            entries.append(entry)
+            last = (entry.seq, entry.hash)
+        stored_time = driver.time(now)
+        cursor.executemany(
+            self._sql_insert,
+            [
+                (
+                    entry.seq,
+                    stored_time,
+                    entry.kind,
+                    entry.actor,
+                    entry.peer,
+                    entry.subject,
+                    driver.json(entry.payload),
+                    entry.prev_hash,
+                    entry.hash,
+                )
+                for entry in entries
+            ],
+        )
+        cursor.execute(self._sql_move_head, last)
+        return entries
 
     def entries(
         self,
@@ -174,37 +249,6 @@ class SqlAuditLog:
             raise StoreError(_HEAD_MISSING)
         return int(head.seq), str(head.hash)
 
-    def _append(self, connection: sa.Connection, draft: AuditEntry) -> AuditEntry:
-        head = connection.execute(_head_query().with_for_update()).one_or_none()
-        if head is None:
-            raise StoreError(_HEAD_MISSING + "; nothing can be appended")
-        entry = next_entry(
-            (int(head.seq), str(head.hash)),
-            time=self._now(),
-            kind=draft.kind,
-            actor=draft.actor,
-            peer=draft.peer,
-            subject=draft.subject,
-            payload=draft.payload,
-        )
-        connection.execute(
-            _ENTRY.insert().values(
-                seq=entry.seq,
-                time=entry.time,
-                kind=entry.kind,
-                actor=entry.actor,
-                peer=entry.peer,
-                subject=entry.subject,
-                payload=entry.payload,
-                prev_hash=entry.prev_hash,
-                hash=entry.hash,
-            )
-        )
-        connection.execute(
-            _HEAD.update().where(_HEAD.c.id == _HEAD_ID).values(seq=entry.seq, hash=entry.hash)
-        )
-        return entry
-
     def _callers(self, given: sa.Connection | Session) -> sa.Connection:
         """The connection of the caller's transaction, once it is fit to append in."""
         if not given.in_transaction():
@@ -242,6 +286,15 @@ class SqlAuditLog:
 
 def _head_query() -> sa.Select[tuple[Any, Any]]:
     return sa.select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == _HEAD_ID)
+
+
+# Plain SQL for appends (see connector.store.driver), "?" placeholders.
+_HEAD_SQL: Final = "SELECT seq, hash FROM audit_head WHERE id = 1"
+_INSERT_SQL: Final = (
+    "INSERT INTO audit_entry (seq, time, kind, actor, peer, subject, payload, prev_hash, hash) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_MOVE_HEAD_SQL: Final = "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"
 
 
 def _page(after_seq: int, limit: int) -> sa.Select[Any]:

@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from connector.clock import Clock
 from connector.datasets import Column, ColumnType, Dataset, DatasetFormat, DataSource, Offer
 from connector.errors import ConnectorError, already_exists, invalid_argument, not_found
+from connector.store.driver import Driver
 from connector.store.sessions import SqlStoreBase
 from connector.store.tables import DatasetRow, OfferRow
 
@@ -143,6 +144,8 @@ class SqlDatasetStore(SqlStoreBase):
             clock: Source of create and update times; the system clock by default.
         """
         super().__init__(engine, clock)
+        self._driver = Driver(engine)
+        self._sql_offer = self._driver.sql(_OFFER_SQL)
 
     def create_dataset(self, dataset: Dataset) -> Dataset:
         """See :meth:`DatasetStore.create_dataset`."""
@@ -238,11 +241,20 @@ class SqlDatasetStore(SqlStoreBase):
 
     def get_offer(self, offer_id: str) -> Offer:
         """See :meth:`DatasetStore.get_offer`."""
-        with self._read() as session:
-            row = session.get(OfferRow, offer_id)
-            if row is None:
-                raise _offer_not_found(offer_id)
-            return _offer(row)
+        # Plain SQL (see connector.store.driver): every contract request reads its offer.
+        driver = self._driver
+        with driver.read() as cursor:
+            cursor.execute(self._sql_offer, (offer_id,))
+            found = cursor.fetchone()
+        if found is None:
+            raise _offer_not_found(offer_id)
+        return Offer(
+            id=found[0],
+            dataset_id=found[1],
+            policy=dict(driver.read_json(found[2])),
+            auto_agree=bool(found[3]),
+            create_time=driver.read_time(found[4]),
+        )
 
     def delete_offer(self, offer_id: str) -> None:
         """See :meth:`DatasetStore.delete_offer`."""
@@ -441,6 +453,9 @@ def _dataset(row: DatasetRow, offers: Iterable[OfferRow]) -> Dataset:
         create_time=row.create_time,
         update_time=row.update_time,
     )
+
+
+_OFFER_SQL = "SELECT id, dataset_id, policy, auto_agree, create_time FROM offer WHERE id = ?"
 
 
 def _offer(row: OfferRow) -> Offer:

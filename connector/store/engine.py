@@ -10,7 +10,10 @@ start.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
@@ -38,6 +41,9 @@ read into a write. PostgreSQL ignores it.
 """
 
 _MIGRATION_LOCK_KEY: Final = 0x48414E5345  # "HANSE": a pg_advisory_xact_lock key.
+
+_SQLITE_WRITE_LOCKS: dict[str, threading.RLock] = {}
+_SQLITE_WRITE_LOCKS_GUARD = threading.Lock()
 
 
 class StoreError(Exception):
@@ -89,6 +95,35 @@ def create_engine(url: str) -> sa.Engine:
         f"unsupported database URL {_shown(parsed)}: use sqlite:///PATH for the embedded "
         "database or postgresql://USER:PASSWORD@HOST:PORT/DATABASE for PostgreSQL"
     )
+
+
+@contextmanager
+def write_lock(engine: sa.Engine) -> Iterator[None]:
+    """Hold this process's turn to write to the engine's SQLite database.
+
+    SQLite lets one transaction write at a time; another writer's ``BEGIN IMMEDIATE``
+    waits in SQLite's busy handler, which sleeps in steps of up to 100 ms and leaves
+    the processor idle. Writers of one process therefore queue on a lock per
+    database file first and start the moment the one before them commits. Take it
+    around the whole write transaction (begin to commit). The lock is reentrant;
+    after the busy timeout without it, the writer goes on and leaves the waiting to
+    SQLite. On PostgreSQL it does nothing.
+
+    Args:
+        engine: An engine from :func:`create_engine`.
+    """
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    key = str(engine.url.database)
+    with _SQLITE_WRITE_LOCKS_GUARD:
+        lock = _SQLITE_WRITE_LOCKS.setdefault(key, threading.RLock())
+    acquired = lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+    try:
+        yield
+    finally:
+        if acquired:
+            lock.release()
 
 
 def migrate(engine: sa.Engine) -> None:

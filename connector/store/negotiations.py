@@ -1,8 +1,9 @@
 """The negotiation store: a node's contract negotiations (table ``negotiation``).
 
 Every change is one transaction that also appends the change's audit entries
-(through :meth:`connector.store.SqlAuditLog.append` in the same transaction), so
-a negotiation and its audit trail are on record together or not at all.
+(through :meth:`connector.store.SqlAuditLog.append_in` in the same transaction), so
+a negotiation and its audit trail are on record together or not at all; a change
+caused by a peer's message records the answer to it there too (the request log).
 
 :meth:`SqlNegotiationStore.save` is optimistic: it replaces the row only where
 the stored version is still the one the record was read at
@@ -10,28 +11,37 @@ the stored version is still the one the record was read at
 same version race, and exactly one wins: on SQLite writers are serialised by
 ``BEGIN IMMEDIATE``; on PostgreSQL the loser waits for the winner's row lock and
 then finds the version changed.
+
+The frequent operations (create, save, get, find, due) run plain SQL on the
+driver (see :mod:`connector.store.driver`); listing uses SQLAlchemy Core. A write
+returns the record it wrote (its JSON as plain dicts and lists, its times in UTC:
+what a later read gives) rather than reading the row back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel import Field, SQLModel
 
+from connector.audit import AuditDraft, draft_entry
 from connector.clock import Clock
 from connector.errors import ConnectorError, already_exists, invalid_argument, not_found
 from connector.negotiation.model import (
+    AnsweredBeforeError,
     AuditNote,
     NegotiationRecord,
     PendingMessage,
+    RequestAnswer,
     StaleNegotiationError,
 )
 from connector.negotiation.states import Message, NegotiationState, Role
 from connector.store.audit import SqlAuditLog
+from connector.store.driver import Driver
+from connector.store.requests import SqlRequestLog
 from connector.store.sessions import SqlStoreBase
 from connector.store.tables import UtcDateTime, _id_type
 
@@ -104,7 +114,14 @@ class NegotiationRow(SQLModel, table=True):
 class SqlNegotiationStore(SqlStoreBase):
     """A :class:`connector.negotiation.model.NegotiationStore` in SQLite or PostgreSQL."""
 
-    def __init__(self, engine: sa.Engine, audit: SqlAuditLog, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        audit: SqlAuditLog,
+        clock: Clock | None = None,
+        *,
+        requests: SqlRequestLog | None = None,
+    ) -> None:
         """Use a migrated database.
 
         Args:
@@ -113,17 +130,37 @@ class SqlNegotiationStore(SqlStoreBase):
             audit: The audit log on the same database; each change's notes are
                 appended to it in the change's transaction.
             clock: Source of create and update times; the system clock by default.
+            requests: The request log on the same database, where the answer to
+                the request that caused a change is recorded in the change's
+                transaction; one on ``engine`` by default.
         """
         super().__init__(engine, clock)
         self._audit = audit
+        self._requests = requests or SqlRequestLog(engine, clock)
+        self._driver = Driver(engine)
+        sql = self._driver.sql
+        self._sql_insert = sql(_INSERT_SQL)
+        self._sql_update = sql(_UPDATE_SQL)
+        self._sql_version = sql(_VERSION_SQL)
+        self._sql_get = sql(_GET_SQL)
+        self._sql_find_consumer = sql(_FIND_SQL + "consumer_pid = ?" + _FIND_ORDER)
+        self._sql_find_provider = sql(_FIND_SQL + "provider_pid = ?" + _FIND_ORDER)
+        self._sql_find_both = sql(_FIND_SQL + "consumer_pid = ? AND provider_pid = ?" + _FIND_ORDER)
+        self._sql_due = sql(_DUE_SQL)
 
     def create(
-        self, record: NegotiationRecord, audit: Sequence[AuditNote] = ()
+        self,
+        record: NegotiationRecord,
+        audit: Sequence[AuditNote] = (),
+        *,
+        answer: RequestAnswer | None = None,
     ) -> NegotiationRecord:
         """Insert a new negotiation (version 1) and its audit entries in one transaction.
 
         The record's version and times are ignored; the audit entries name
-        ``record.id`` as their subject.
+        ``record.id`` as their subject. With ``answer``, the answer to the request
+        that caused the negotiation is recorded in the request log in the same
+        transaction.
 
         Returns:
             The negotiation as stored.
@@ -131,29 +168,29 @@ class SqlNegotiationStore(SqlStoreBase):
         Raises:
             ConnectorError: ``ALREADY_EXISTS`` (reason ``TRANSITION_INVALID``) if
                 the id is taken; nothing is written then, no audit entry either.
+            AnsweredBeforeError: ``answer``'s request has an answer on record
+                already (a duplicate was answered first); nothing is written.
             ValueError: A naive ``next_attempt_at``, or a malformed audit note
                 (nothing is written).
         """
         values = _values(record)
+        drafts = _drafts(audit, subject=record.id)
         now = self._now()
+        row = {**values, "id": record.id, "version": 1, "create_time": now, "update_time": now}
+        driver = self._driver
         try:
-            with self._write() as session:
-                if session.get(NegotiationRow, record.id) is not None:
-                    raise _exists(record.id)
-                row = NegotiationRow(
-                    id=record.id, version=1, create_time=now, update_time=now, **values
-                )
-                session.add(row)
-                session.flush()
-                self._append(session, audit, subject=record.id)
-                result = self._reread(session, record.id)
-        except IntegrityError:
-            # A concurrent writer took the id between the check and the insert.
-            with self._read() as session:
-                if session.get(NegotiationRow, record.id) is not None:
+            with driver.write() as cursor:
+                cursor.execute(self._sql_insert, self._parameters(row, _COLUMNS))
+                self._record_answer(cursor, answer)
+                self._audit.append_in(cursor, drafts)
+        except driver.integrity_error:
+            # The id is taken (or a concurrent writer took it first).
+            with driver.read() as cursor:
+                cursor.execute(self._sql_version, (record.id,))
+                if cursor.fetchone() is not None:
                     raise _exists(record.id) from None
             raise
-        return result
+        return _record(row)
 
     def get(self, negotiation_id: str) -> NegotiationRecord:
         """The negotiation with this id.
@@ -161,11 +198,12 @@ class SqlNegotiationStore(SqlStoreBase):
         Raises:
             ConnectorError: ``NEGOTIATION_NOT_FOUND``.
         """
-        with self._read() as session:
-            row = session.get(NegotiationRow, negotiation_id)
-            if row is None:
-                raise _not_found(negotiation_id)
-            return _record(row)
+        with self._driver.read() as cursor:
+            cursor.execute(self._sql_get, (negotiation_id,))
+            found = cursor.fetchone()
+        if found is None:
+            raise _not_found(negotiation_id)
+        return self._read_record(found)
 
     def find(
         self, role: Role, *, consumer_pid: str = "", provider_pid: str = ""
@@ -180,22 +218,31 @@ class SqlNegotiationStore(SqlStoreBase):
         """
         if not consumer_pid and not provider_pid:
             raise ValueError("find needs a consumer_pid or a provider_pid")
-        query = select(NegotiationRow).where(col(NegotiationRow.role) == Role(role).value)
-        if consumer_pid:
-            query = query.where(col(NegotiationRow.consumer_pid) == consumer_pid)
-        if provider_pid:
-            query = query.where(col(NegotiationRow.provider_pid) == provider_pid)
-        query = query.order_by(col(NegotiationRow.create_time), col(NegotiationRow.id)).limit(1)
-        with self._read() as session:
-            row = session.exec(query).first()
-            return None if row is None else _record(row)
+        role_value = Role(role).value
+        parameters: tuple[str, ...]
+        if consumer_pid and provider_pid:
+            query, parameters = self._sql_find_both, (role_value, consumer_pid, provider_pid)
+        elif consumer_pid:
+            query, parameters = self._sql_find_consumer, (role_value, consumer_pid)
+        else:
+            query, parameters = self._sql_find_provider, (role_value, provider_pid)
+        with self._driver.read() as cursor:
+            cursor.execute(query, parameters)
+            found = cursor.fetchone()
+        return None if found is None else self._read_record(found)
 
-    def save(self, record: NegotiationRecord, audit: Sequence[AuditNote] = ()) -> NegotiationRecord:
+    def save(
+        self,
+        record: NegotiationRecord,
+        audit: Sequence[AuditNote] = (),
+        *,
+        answer: RequestAnswer | None = None,
+    ) -> NegotiationRecord:
         """Replace the stored version ``record.version`` with ``record`` (version + 1).
 
         Every field but the id and the create time is replaced; the update time
         comes from the clock. The audit entries (subject ``record.id``) are
-        appended in the same transaction.
+        appended in the same transaction, and so is ``answer`` (see :meth:`create`).
 
         Returns:
             The negotiation as stored.
@@ -203,31 +250,33 @@ class SqlNegotiationStore(SqlStoreBase):
         Raises:
             StaleNegotiationError: The stored version is not ``record.version``
                 (someone else saved first); nothing is written, no audit entry either.
+            AnsweredBeforeError: As :meth:`create`; nothing is written.
             ConnectorError: ``NEGOTIATION_NOT_FOUND`` if there is no such negotiation.
             ValueError: A naive ``next_attempt_at``, or a malformed audit note
                 (nothing is written).
         """
         values = _values(record)
+        drafts = _drafts(audit, subject=record.id)
         now = self._now()
-        with self._write() as session:
-            updated = session.exec(
-                sa.update(NegotiationRow)
-                .where(
-                    col(NegotiationRow.id) == record.id,
-                    col(NegotiationRow.version) == record.version,
-                )
-                .values(**values, version=record.version + 1, update_time=now)
-            )
-            if updated.rowcount != 1:
-                current = session.get(NegotiationRow, record.id)
+        changes = {**values, "version": record.version + 1, "update_time": now}
+        parameters = (*self._parameters(changes, _CHANGED), record.id, record.version)
+        driver = self._driver
+        with driver.write() as cursor:
+            cursor.execute(self._sql_update, parameters)
+            updated = cursor.fetchone()
+            if updated is None:
+                cursor.execute(self._sql_version, (record.id,))
+                current = cursor.fetchone()
                 if current is None:
                     raise _not_found(record.id)
                 raise StaleNegotiationError(
-                    f"negotiation {record.id!r} is at version {current.version}, "
+                    f"negotiation {record.id!r} is at version {current[0]}, "
                     f"not {record.version}: it changed since it was read"
                 )
-            self._append(session, audit, subject=record.id)
-            return self._reread(session, record.id)
+            self._record_answer(cursor, answer)
+            self._audit.append_in(cursor, drafts)
+        created = driver.read_time(updated[0])
+        return _record({**changes, "id": record.id, "create_time": created})
 
     def append_audit(self, audit: Sequence[AuditNote]) -> None:
         """Append audit entries that change no negotiation, in one transaction.
@@ -239,8 +288,9 @@ class SqlNegotiationStore(SqlStoreBase):
         """
         if not audit:
             return
-        with self._write() as session:
-            self._append(session, audit, subject=None)
+        drafts = _drafts(audit, subject=None)
+        with self._driver.write() as cursor:
+            self._audit.append_in(cursor, drafts)
 
     def list_negotiations(
         self, *, limit: int = 50, before: str = "", state: str = ""
@@ -263,30 +313,26 @@ class SqlNegotiationStore(SqlStoreBase):
         """
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
-        query = (
-            select(NegotiationRow)
-            .order_by(col(NegotiationRow.create_time).desc(), col(NegotiationRow.id).desc())
-            .limit(limit)
-        )
+        query = sa.select(_TABLE).order_by(_C.create_time.desc(), _C.id.desc()).limit(limit)
         if state:
-            query = query.where(col(NegotiationRow.state) == NegotiationState(state).value)
-        with self._read() as session:
+            query = query.where(_C.state == NegotiationState(state).value)
+        with self._engine.connect() as connection:
             if before:
-                anchor = session.get(NegotiationRow, before)
+                anchor = connection.execute(_GET, {"nid": before}).first()
                 if anchor is None:
                     raise invalid_argument(
                         f"no negotiation {before!r} to continue the list from; "
                         "start again from the first page",
                         reason="PAGE_TOKEN_INVALID",
                     )
-                created = col(NegotiationRow.create_time)
+                created = _C.create_time
                 query = query.where(
                     sa.or_(
                         created < anchor.create_time,
-                        sa.and_(created == anchor.create_time, col(NegotiationRow.id) < before),
+                        sa.and_(created == anchor.create_time, _C.id < before),
                     )
                 )
-            return [_record(row) for row in session.exec(query).all()]
+            return [_record(row._mapping) for row in connection.execute(query)]
 
     def due(self, now: datetime, limit: int = 32) -> list[NegotiationRecord]:
         """Negotiations whose pending message is due at ``now``, earliest first.
@@ -301,38 +347,97 @@ class SqlNegotiationStore(SqlStoreBase):
             raise ValueError(f"naive datetime {now.isoformat()}; use a timezone-aware one")
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
-        attempt = col(NegotiationRow.next_attempt_at)
-        query = (
-            select(NegotiationRow)
-            .where(col(NegotiationRow.pending).is_not(None), attempt <= now.astimezone(UTC))
-            .order_by(attempt, col(NegotiationRow.id))
-            .limit(limit)
-        )
-        with self._read() as session:
-            return [_record(row) for row in session.exec(query).all()]
+        with self._driver.read() as cursor:
+            cursor.execute(self._sql_due, (self._driver.time(now), limit))
+            return [self._read_record(found) for found in cursor.fetchall()]
 
-    def _append(self, session: Session, notes: Sequence[AuditNote], *, subject: str | None) -> None:
-        for note in notes:
-            if subject is None:
-                named = note.payload.get("negotiation", "")
-                entry_subject = named if isinstance(named, str) else ""
-            else:
-                entry_subject = subject
-            self._audit.append(
-                note.kind,
+    def _record_answer(self, cursor: Any, answer: RequestAnswer | None) -> None:
+        """Record ``answer`` in the transaction of ``cursor``, or refuse a second one."""
+        if answer is None:
+            return
+        earlier = self._requests.remember_in(
+            cursor, answer.method, answer.request_id, answer.response
+        )
+        if earlier is not None:
+            raise AnsweredBeforeError(earlier)
+
+    def _parameters(self, row: Mapping[str, Any], columns: Sequence[str]) -> list[Any]:
+        """The values of ``columns`` of ``row``, as the driver stores them."""
+        driver = self._driver
+        out = []
+        for name in columns:
+            value = row[name]
+            if name in _JSON_COLUMNS:
+                value = driver.json(value)
+            elif name in _TIME_COLUMNS:
+                value = driver.time(value)
+            out.append(value)
+        return out
+
+    def _read_record(self, found: Sequence[Any]) -> NegotiationRecord:
+        """The record of a row selected as :data:`_COLUMNS`."""
+        driver = self._driver
+        row = dict(zip(_COLUMNS, found, strict=True))
+        for name in _JSON_COLUMNS:
+            row[name] = driver.read_json(row[name])
+        for name in _TIME_COLUMNS:
+            row[name] = driver.read_time(row[name])
+        return _record(row)
+
+
+_TABLE: Final = SQLModel.metadata.tables[NegotiationRow.__tablename__]
+_C = _TABLE.c
+
+_GET: Final = sa.select(_TABLE).where(_C.id == sa.bindparam("nid"))
+
+_COLUMNS: Final = tuple(column.name for column in _TABLE.columns)
+"""Every column, in the table's order: what the plain-SQL statements select."""
+_CHANGED: Final = tuple(name for name in _COLUMNS if name not in ("id", "create_time"))
+"""The columns a save sets."""
+_JSON_COLUMNS: Final = frozenset(c.name for c in _TABLE.columns if isinstance(c.type, sa.JSON))
+_TIME_COLUMNS: Final = frozenset(c.name for c in _TABLE.columns if isinstance(c.type, UtcDateTime))
+
+# Plain SQL for the driver (see connector.store.driver), "?" placeholders; built from
+# the column names above, never from input.
+_SELECT: Final = f"SELECT {', '.join(_COLUMNS)} FROM negotiation"  # noqa: S608
+_GET_SQL: Final = f"{_SELECT} WHERE id = ?"
+_VERSION_SQL: Final = "SELECT version FROM negotiation WHERE id = ?"
+_INSERT_SQL: Final = (
+    f"INSERT INTO negotiation ({', '.join(_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
+)
+_UPDATE_SQL: Final = (
+    f"UPDATE negotiation SET {', '.join(f'{name} = ?' for name in _CHANGED)} "  # noqa: S608
+    "WHERE id = ? AND version = ? RETURNING create_time"
+)
+"""A save: no row returned means the version (or the negotiation) is not there."""
+_FIND_SQL: Final = f"{_SELECT} WHERE role = ? AND "
+_FIND_ORDER: Final = " ORDER BY create_time, id LIMIT 1"
+_DUE_SQL: Final = (
+    f"{_SELECT} WHERE pending IS NOT NULL AND next_attempt_at <= ? "
+    "ORDER BY next_attempt_at, id LIMIT ?"
+)
+
+
+def _drafts(notes: Sequence[AuditNote], *, subject: str | None) -> list[AuditDraft]:
+    """The notes as checked audit drafts; ``subject=None`` takes it from each payload."""
+    drafts = []
+    for note in notes:
+        if subject is None:
+            named = note.payload.get("negotiation", "")
+            entry_subject = named if isinstance(named, str) else ""
+        else:
+            entry_subject = subject
+        drafts.append(
+            draft_entry(
+                kind=note.kind,
                 actor=note.actor,
                 peer=note.peer,
                 subject=entry_subject,
                 payload=note.payload,
-                connection=session,
             )
-
-    def _reread(self, session: Session, negotiation_id: str) -> NegotiationRecord:
-        """The row as the database holds it now (JSON and times as every later read sees them)."""
-        row = session.get(NegotiationRow, negotiation_id, populate_existing=True)
-        if row is None:  # pragma: no cover - written in this very transaction
-            raise _not_found(negotiation_id)
-        return _record(row)
+        )
+    return drafts
 
 
 def _values(record: NegotiationRecord) -> dict[str, Any]:
@@ -376,30 +481,37 @@ def _values(record: NegotiationRecord) -> dict[str, Any]:
 
 def _plain(value: Any) -> Any:
     """``value`` as plain dicts and lists, ready for JSON."""
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or kind is float or value is None:
+        return value  # the common leaves, without the slower abstract-class checks
+    if kind is dict or isinstance(value, Mapping):
         return {key: _plain(item) for key, item in value.items()}
+    if kind is list or kind is tuple:
+        return [_plain(item) for item in value]
     if isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray):
         return [_plain(item) for item in value]
     return value
 
 
-def _record(row: NegotiationRow) -> NegotiationRecord:
-    pending = row.pending
+def _record(row: Mapping[Any, Any]) -> NegotiationRecord:
+    """The record of a row (a result row's mapping, or the values just written)."""
+    pending = row["pending"]
+    agreement = row["agreement"]
     return NegotiationRecord(
-        id=row.id,
-        role=Role(row.role),
-        state=NegotiationState(row.state),
-        consumer_pid=row.consumer_pid,
-        provider_pid=row.provider_pid,
-        counterparty_id=row.counterparty_id,
-        counterparty_address=row.counterparty_address,
-        dataset_id=row.dataset_id,
-        offer_id=row.offer_id,
-        offer=dict(row.offer),
-        usage=dict(row.usage),
-        agreement=None if row.agreement is None else dict(row.agreement),
-        signatures=tuple(dict(signature) for signature in row.signatures),
-        reason=row.reason,
+        id=row["id"],
+        role=Role(row["role"]),
+        state=NegotiationState(row["state"]),
+        consumer_pid=row["consumer_pid"],
+        provider_pid=row["provider_pid"],
+        counterparty_id=row["counterparty_id"],
+        counterparty_address=row["counterparty_address"],
+        dataset_id=row["dataset_id"],
+        offer_id=row["offer_id"],
+        offer=dict(row["offer"]),
+        usage=dict(row["usage"]),
+        agreement=None if agreement is None else dict(agreement),
+        signatures=tuple(dict(signature) for signature in row["signatures"]),
+        reason=row["reason"],
         pending=None
         if pending is None
         else PendingMessage(
@@ -411,12 +523,12 @@ def _record(row: NegotiationRow) -> NegotiationRecord:
             if pending.get("from_state") is None
             else NegotiationState(pending["from_state"]),
         ),
-        attempts=row.attempts,
-        next_attempt_at=row.next_attempt_at,
-        version=row.version,
-        create_time=row.create_time,
-        update_time=row.update_time,
-        extra=dict(row.extra),
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        version=row["version"],
+        create_time=row["create_time"],
+        update_time=row["update_time"],
+        extra=dict(row["extra"]),
     )
 
 

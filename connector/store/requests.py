@@ -9,14 +9,13 @@ of a second effect.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Final, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, col, select
-from sqlmodel.sql.expression import SelectOfScalar
+from sqlmodel import Session, col
 
 from connector.clock import Clock, SystemClock
+from connector.store.driver import Driver
 from connector.store.engine import WRITE_OPTION
 from connector.store.tables import RequestRow
 
@@ -65,25 +64,41 @@ class SqlRequestLog:
         self._engine = engine
         self._writer = engine.execution_options(**{WRITE_OPTION: True})
         self._clock: Clock = clock or SystemClock()
+        self._driver = Driver(engine)
+        self._sql_recall = self._driver.sql(_RECALL_SQL)
+        self._sql_insert = self._driver.sql(_INSERT_SQL)
 
     def recall(self, method: str, request_id: str) -> bytes | None:
         """See :meth:`RequestLog.recall`."""
-        with Session(self._engine) as session:
-            return session.exec(_response(method, request_id)).first()
+        with self._driver.read() as cursor:
+            cursor.execute(self._sql_recall, (request_id, method))
+            found = cursor.fetchone()
+        return None if found is None else bytes(found[0])
 
     def remember(self, method: str, request_id: str, response: bytes) -> bytes:
         """See :meth:`RequestLog.remember`."""
-        insert = postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
-        record = insert(RequestRow).values(
-            request_id=request_id,
-            method=method,
-            response=response,
-            create_time=self._clock.now(),
-        )
-        with Session(self._writer) as session, session.begin():
-            # A concurrent duplicate may have been recorded first: keep its answer.
-            session.exec(record.on_conflict_do_nothing())
-            return session.exec(_response(method, request_id)).one()
+        with self._driver.write() as cursor:
+            earlier = self.remember_in(cursor, method, request_id, response)
+        return response if earlier is None else earlier
+
+    def remember_in(
+        self, cursor: Any, method: str, request_id: str, response: bytes
+    ) -> bytes | None:
+        """Record a response with a driver cursor in the caller's write transaction.
+
+        For the stores that record an answer together with the change it reports
+        (see :mod:`connector.store.driver`); the caller commits.
+
+        Returns:
+            ``None`` when ``response`` is recorded now; the response recorded
+            before, when there is one (a concurrent duplicate was answered first).
+        """
+        created = self._driver.time(self._clock.now())
+        cursor.execute(self._sql_insert, (request_id, method, response, created))
+        if cursor.rowcount == 1:
+            return None
+        cursor.execute(self._sql_recall, (request_id, method))
+        return bytes(cursor.fetchone()[0])
 
     def purge_older_than(self, cutoff: datetime) -> int:
         """See :meth:`RequestLog.purge_older_than`."""
@@ -96,7 +111,10 @@ class SqlRequestLog:
             return purged.rowcount
 
 
-def _response(method: str, request_id: str) -> SelectOfScalar[bytes]:
-    return select(col(RequestRow.response)).where(
-        col(RequestRow.request_id) == request_id, col(RequestRow.method) == method
-    )
+# Plain SQL for the driver (see connector.store.driver), "?" placeholders.
+_RECALL_SQL: Final = "SELECT response FROM request_record WHERE request_id = ? AND method = ?"
+_INSERT_SQL: Final = (
+    "INSERT INTO request_record (request_id, method, response, create_time) "
+    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+"""Record an answer unless one is on record for this (request id, method) already."""

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from connector.clock import Clock, SystemClock
-from connector.store.engine import WRITE_OPTION
+from connector.store.engine import WRITE_OPTION, write_lock
 
 
 class SqlStoreBase:
@@ -35,5 +35,15 @@ class SqlStoreBase:
     @contextmanager
     def _write(self) -> Iterator[Session]:
         # One transaction: committed if the block completes, rolled back on any error.
-        with Session(self._writer, expire_on_commit=False) as session, session.begin():
+        with (
+            write_lock(self._engine),
+            Session(self._writer, expire_on_commit=False) as session,
+            session.begin(),
+        ):
             yield session
+
+    @contextmanager
+    def _write_connection(self) -> Iterator[sa.Connection]:
+        """A Core connection in one write transaction (see :meth:`_write`)."""
+        with write_lock(self._engine), self._writer.begin() as connection:
+            yield connection

@@ -172,3 +172,61 @@ class AuditHeadRow(SQLModel, table=True):
     """The newest entry's number; 0 while the log is empty."""
     hash: str = Field(sa_column=sa.Column(sa.CHAR(HASH_LENGTH), nullable=False))
     """The newest entry's hash; 64 zeros while the log is empty."""
+
+
+class PrivacyLedgerHeadRow(SQLModel, table=True):
+    """How many rounds a dataset's privacy ledger holds (table ``privacy_ledger_head``).
+
+    One row per dataset that was ever trained on; moved in the same transaction as
+    each round recorded, and locked by it, so rounds on one dataset are recorded one
+    after the other. See :mod:`connector.store.ledger`.
+    """
+
+    __tablename__ = "privacy_ledger_head"
+
+    dataset_id: str = Field(sa_column=sa.Column(_id_type(), primary_key=True))
+    """The dataset."""
+    rounds: int = Field(sa_column=sa.Column(sa.Integer(), nullable=False))
+    """Rounds recorded for it, over every agreement."""
+    epsilon: float = Field(sa_column=sa.Column(sa.Float(), nullable=False))
+    """Epsilon after the newest round (at that round's delta)."""
+    update_time: datetime = _time_column()
+    """When the newest round was recorded."""
+
+
+class PrivacyLedgerRoundRow(SQLModel, table=True):
+    """One round of DP training spent on a dataset (table ``privacy_ledger_round``).
+
+    Rows are only ever inserted. ``seq`` numbers a dataset's rounds 1, 2, 3 ...;
+    an (agreement, run, round) is recorded at most once.
+    """
+
+    __tablename__ = "privacy_ledger_round"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "agreement_id", "run_id", "round", name="uq_privacy_ledger_round_agreement_run_round"
+        ),
+    )
+
+    dataset_id: str = Field(sa_column=sa.Column(_id_type(), primary_key=True))
+    """The dataset trained on."""
+    seq: int = Field(sa_column=sa.Column(sa.Integer(), primary_key=True, autoincrement=False))
+    """Position in the dataset's ledger: 1, 2, 3 ... without gaps."""
+    agreement_id: str = Field(sa_column=sa.Column(sa.String(), nullable=False))
+    """The agreement the round was trained under."""
+    run_id: str = Field(sa_column=sa.Column(sa.String(), nullable=False))
+    """The training run (Flower's run id, as text)."""
+    round: int = Field(sa_column=sa.Column(sa.Integer(), nullable=False))
+    """The round's number within the (agreement, run), from 1."""
+    sample_rate: float = Field(sa_column=sa.Column(sa.Float(), nullable=False))
+    """Poisson sampling rate of the round's DP-SGD."""
+    noise_multiplier: float = Field(sa_column=sa.Column(sa.Float(), nullable=False))
+    """Noise multiplier of the round's DP-SGD."""
+    steps: int = Field(sa_column=sa.Column(sa.Integer(), nullable=False))
+    """Noisy optimizer steps taken."""
+    delta: float = Field(sa_column=sa.Column(sa.Float(), nullable=False))
+    """The delta ``epsilon_after`` is computed at."""
+    epsilon_after: float = Field(sa_column=sa.Column(sa.Float(), nullable=False))
+    """The dataset's epsilon once this round is spent, over every round before it."""
+    time: datetime = _time_column()
+    """When the round was recorded."""

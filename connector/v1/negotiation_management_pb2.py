@@ -23,43 +23,48 @@ _sym_db = _symbol_database.Default()
 
 
 from connector.v1 import negotiation_pb2 as connector_dot_v1_dot_negotiation__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)connector/v1/negotiation_management.proto\x12\x0c\x63onnector.v1\x1a\x1e\x63onnector/v1/negotiation.proto\"u\n\x17StartNegotiationRequest\x12\x0c\n\x04peer\x18\x01 \x01(\t\x12\x12\n\ndataset_id\x18\x02 \x01(\t\x12\x10\n\x08offer_id\x18\x03 \x01(\t\x12\x12\n\nusage_json\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"J\n\x18StartNegotiationResponse\x12.\n\x0bnegotiation\x18\x01 \x01(\x0b\x32\x19.connector.v1.Negotiation\"O\n\x17ListNegotiationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\"d\n\x18ListNegotiationsResponse\x12/\n\x0cnegotiations\x18\x01 \x03(\x0b\x32\x19.connector.v1.Negotiation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"*\n\x1cGetManagedNegotiationRequest\x12\n\n\x02id\x18\x01 \x01(\t\"O\n\x1dGetManagedNegotiationResponse\x12.\n\x0bnegotiation\x18\x01 \x01(\x0b\x32\x19.connector.v1.Negotiation\";\n\x19\x41pproveNegotiationRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"L\n\x1a\x41pproveNegotiationResponse\x12.\n\x0bnegotiation\x18\x01 \x01(\x0b\x32\x19.connector.v1.Negotiation\"P\n\x19\x43ounterNegotiationRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bpolicy_json\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"L\n\x1a\x43ounterNegotiationResponse\x12.\n\x0bnegotiation\x18\x01 \x01(\x0b\x32\x19.connector.v1.Negotiation\":\n\x18\x41\x63\x63\x65ptNegotiationRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"K\n\x19\x41\x63\x63\x65ptNegotiationResponse\x12.\n\x0bnegotiation\x18\x01 \x01(\x0b\x32\x19.connector.v1.Negotiation\"T\n\"TerminateManagedNegotiationRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"U\n#TerminateManagedNegotiationResponse\x12.\n\x0bnegotiation\x18\x01 \x01(\x0b\x32\x19.connector.v1.Negotiation2\x93\x06\n\x1cNegotiationManagementService\x12\x61\n\x10StartNegotiation\x12%.connector.v1.StartNegotiationRequest\x1a&.connector.v1.StartNegotiationResponse\x12\x61\n\x10ListNegotiations\x12%.connector.v1.ListNegotiationsRequest\x1a&.connector.v1.ListNegotiationsResponse\x12p\n\x15GetManagedNegotiation\x12*.connector.v1.GetManagedNegotiationRequest\x1a+.connector.v1.GetManagedNegotiationResponse\x12g\n\x12\x41pproveNegotiation\x12\'.connector.v1.ApproveNegotiationRequest\x1a(.connector.v1.ApproveNegotiationResponse\x12g\n\x12\x43ounterNegotiation\x12\'.connector.v1.CounterNegotiationRequest\x1a(.connector.v1.CounterNegotiationResponse\x12\x64\n\x11\x41\x63\x63\x65ptNegotiation\x12&.connector.v1.AcceptNegotiationRequest\x1a\'.connector.v1.AcceptNegotiationResponse\x12\x82\x01\n\x1bTerminateManagedNegotiation\x12\x30.connector.v1.TerminateManagedNegotiationRequest\x1a\x31.connector.v1.TerminateManagedNegotiationResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)connector/v1/negotiation_management.proto\x12\x0c\x63onnector.v1\x1a\x1e\x63onnector/v1/negotiation.proto\x1a\x1egoogle/protobuf/duration.proto\"u\n\x17StartNegotiationRequest\x12\x0c\n\x04peer\x18\x01 \x01(\t\x12\x12\n\ndataset_id\x18\x02 \x01(\t\x12\x10\n\x08offer_id\x18\x03 \x01(\t\x12\x12\n\nusage_json\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"J\n\x18StartNegotiationResponse\x12.\n\x0bnegotiation\x18\x01 \x01(\x0b\x32\x19.connector.v1.Negotiation\"O\n\x17ListNegotiationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\"d\n\x18ListNegotiationsResponse\x12/\n\x0cnegotiations\x18\x01 \x03(\x0b\x32\x19.connector.v1.Negotiation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"*\n\x1cGetManagedNegotiationRequest\x12\n\n\x02id\x18\x01 \x01(\t\"O\n\x1dGetManagedNegotiationResponse\x12.\n\x0bnegotiation\x18\x01 \x01(\x0b\x32\x19.connector.v1.Negotiation\"Y\n\x1eWatchManagedNegotiationRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12+\n\x08max_wait\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"Q\n\x1fWatchManagedNegotiationResponse\x12.\n\x0bnegotiation\x18\x01 \x01(\x0b\x32\x19.connector.v1.Negotiation\";\n\x19\x41pproveNegotiationRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"L\n\x1a\x41pproveNegotiationResponse\x12.\n\x0bnegotiation\x18\x01 \x01(\x0b\x32\x19.connector.v1.Negotiation\"P\n\x19\x43ounterNegotiationRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bpolicy_json\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"L\n\x1a\x43ounterNegotiationResponse\x12.\n\x0bnegotiation\x18\x01 \x01(\x0b\x32\x19.connector.v1.Negotiation\":\n\x18\x41\x63\x63\x65ptNegotiationRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"K\n\x19\x41\x63\x63\x65ptNegotiationResponse\x12.\n\x0bnegotiation\x18\x01 \x01(\x0b\x32\x19.connector.v1.Negotiation\"T\n\"TerminateManagedNegotiationRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"U\n#TerminateManagedNegotiationResponse\x12.\n\x0bnegotiation\x18\x01 \x01(\x0b\x32\x19.connector.v1.Negotiation2\x8d\x07\n\x1cNegotiationManagementService\x12\x61\n\x10StartNegotiation\x12%.connector.v1.StartNegotiationRequest\x1a&.connector.v1.StartNegotiationResponse\x12\x61\n\x10ListNegotiations\x12%.connector.v1.ListNegotiationsRequest\x1a&.connector.v1.ListNegotiationsResponse\x12p\n\x15GetManagedNegotiation\x12*.connector.v1.GetManagedNegotiationRequest\x1a+.connector.v1.GetManagedNegotiationResponse\x12x\n\x17WatchManagedNegotiation\x12,.connector.v1.WatchManagedNegotiationRequest\x1a-.connector.v1.WatchManagedNegotiationResponse0\x01\x12g\n\x12\x41pproveNegotiation\x12\'.connector.v1.ApproveNegotiationRequest\x1a(.connector.v1.ApproveNegotiationResponse\x12g\n\x12\x43ounterNegotiation\x12\'.connector.v1.CounterNegotiationRequest\x1a(.connector.v1.CounterNegotiationResponse\x12\x64\n\x11\x41\x63\x63\x65ptNegotiation\x12&.connector.v1.AcceptNegotiationRequest\x1a\'.connector.v1.AcceptNegotiationResponse\x12\x82\x01\n\x1bTerminateManagedNegotiation\x12\x30.connector.v1.TerminateManagedNegotiationRequest\x1a\x31.connector.v1.TerminateManagedNegotiationResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'connector.v1.negotiation_management_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STARTNEGOTIATIONREQUEST']._serialized_start=91
-  _globals['_STARTNEGOTIATIONREQUEST']._serialized_end=208
-  _globals['_STARTNEGOTIATIONRESPONSE']._serialized_start=210
-  _globals['_STARTNEGOTIATIONRESPONSE']._serialized_end=284
-  _globals['_LISTNEGOTIATIONSREQUEST']._serialized_start=286
-  _globals['_LISTNEGOTIATIONSREQUEST']._serialized_end=365
-  _globals['_LISTNEGOTIATIONSRESPONSE']._serialized_start=367
-  _globals['_LISTNEGOTIATIONSRESPONSE']._serialized_end=467
-  _globals['_GETMANAGEDNEGOTIATIONREQUEST']._serialized_start=469
-  _globals['_GETMANAGEDNEGOTIATIONREQUEST']._serialized_end=511
-  _globals['_GETMANAGEDNEGOTIATIONRESPONSE']._serialized_start=513
-  _globals['_GETMANAGEDNEGOTIATIONRESPONSE']._serialized_end=592
-  _globals['_APPROVENEGOTIATIONREQUEST']._serialized_start=594
-  _globals['_APPROVENEGOTIATIONREQUEST']._serialized_end=653
-  _globals['_APPROVENEGOTIATIONRESPONSE']._serialized_start=655
-  _globals['_APPROVENEGOTIATIONRESPONSE']._serialized_end=731
-  _globals['_COUNTERNEGOTIATIONREQUEST']._serialized_start=733
-  _globals['_COUNTERNEGOTIATIONREQUEST']._serialized_end=813
-  _globals['_COUNTERNEGOTIATIONRESPONSE']._serialized_start=815
-  _globals['_COUNTERNEGOTIATIONRESPONSE']._serialized_end=891
-  _globals['_ACCEPTNEGOTIATIONREQUEST']._serialized_start=893
-  _globals['_ACCEPTNEGOTIATIONREQUEST']._serialized_end=951
-  _globals['_ACCEPTNEGOTIATIONRESPONSE']._serialized_start=953
-  _globals['_ACCEPTNEGOTIATIONRESPONSE']._serialized_end=1028
-  _globals['_TERMINATEMANAGEDNEGOTIATIONREQUEST']._serialized_start=1030
-  _globals['_TERMINATEMANAGEDNEGOTIATIONREQUEST']._serialized_end=1114
-  _globals['_TERMINATEMANAGEDNEGOTIATIONRESPONSE']._serialized_start=1116
-  _globals['_TERMINATEMANAGEDNEGOTIATIONRESPONSE']._serialized_end=1201
-  _globals['_NEGOTIATIONMANAGEMENTSERVICE']._serialized_start=1204
-  _globals['_NEGOTIATIONMANAGEMENTSERVICE']._serialized_end=1991
+  _globals['_STARTNEGOTIATIONREQUEST']._serialized_start=123
+  _globals['_STARTNEGOTIATIONREQUEST']._serialized_end=240
+  _globals['_STARTNEGOTIATIONRESPONSE']._serialized_start=242
+  _globals['_STARTNEGOTIATIONRESPONSE']._serialized_end=316
+  _globals['_LISTNEGOTIATIONSREQUEST']._serialized_start=318
+  _globals['_LISTNEGOTIATIONSREQUEST']._serialized_end=397
+  _globals['_LISTNEGOTIATIONSRESPONSE']._serialized_start=399
+  _globals['_LISTNEGOTIATIONSRESPONSE']._serialized_end=499
+  _globals['_GETMANAGEDNEGOTIATIONREQUEST']._serialized_start=501
+  _globals['_GETMANAGEDNEGOTIATIONREQUEST']._serialized_end=543
+  _globals['_GETMANAGEDNEGOTIATIONRESPONSE']._serialized_start=545
+  _globals['_GETMANAGEDNEGOTIATIONRESPONSE']._serialized_end=624
+  _globals['_WATCHMANAGEDNEGOTIATIONREQUEST']._serialized_start=626
+  _globals['_WATCHMANAGEDNEGOTIATIONREQUEST']._serialized_end=715
+  _globals['_WATCHMANAGEDNEGOTIATIONRESPONSE']._serialized_start=717
+  _globals['_WATCHMANAGEDNEGOTIATIONRESPONSE']._serialized_end=798
+  _globals['_APPROVENEGOTIATIONREQUEST']._serialized_start=800
+  _globals['_APPROVENEGOTIATIONREQUEST']._serialized_end=859
+  _globals['_APPROVENEGOTIATIONRESPONSE']._serialized_start=861
+  _globals['_APPROVENEGOTIATIONRESPONSE']._serialized_end=937
+  _globals['_COUNTERNEGOTIATIONREQUEST']._serialized_start=939
+  _globals['_COUNTERNEGOTIATIONREQUEST']._serialized_end=1019
+  _globals['_COUNTERNEGOTIATIONRESPONSE']._serialized_start=1021
+  _globals['_COUNTERNEGOTIATIONRESPONSE']._serialized_end=1097
+  _globals['_ACCEPTNEGOTIATIONREQUEST']._serialized_start=1099
+  _globals['_ACCEPTNEGOTIATIONREQUEST']._serialized_end=1157
+  _globals['_ACCEPTNEGOTIATIONRESPONSE']._serialized_start=1159
+  _globals['_ACCEPTNEGOTIATIONRESPONSE']._serialized_end=1234
+  _globals['_TERMINATEMANAGEDNEGOTIATIONREQUEST']._serialized_start=1236
+  _globals['_TERMINATEMANAGEDNEGOTIATIONREQUEST']._serialized_end=1320
+  _globals['_TERMINATEMANAGEDNEGOTIATIONRESPONSE']._serialized_start=1322
+  _globals['_TERMINATEMANAGEDNEGOTIATIONRESPONSE']._serialized_end=1407
+  _globals['_NEGOTIATIONMANAGEMENTSERVICE']._serialized_start=1410
+  _globals['_NEGOTIATIONMANAGEMENTSERVICE']._serialized_end=2319
 # @@protoc_insertion_point(module_scope)

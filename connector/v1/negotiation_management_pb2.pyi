@@ -1,4 +1,7 @@
+import datetime
+
 from connector.v1 import negotiation_pb2 as _negotiation_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -52,6 +55,20 @@ class GetManagedNegotiationRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class GetManagedNegotiationResponse(_message.Message):
+    __slots__ = ("negotiation",)
+    NEGOTIATION_FIELD_NUMBER: _ClassVar[int]
+    negotiation: _negotiation_pb2.Negotiation
+    def __init__(self, negotiation: _Optional[_Union[_negotiation_pb2.Negotiation, _Mapping]] = ...) -> None: ...
+
+class WatchManagedNegotiationRequest(_message.Message):
+    __slots__ = ("id", "max_wait")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_WAIT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    max_wait: _duration_pb2.Duration
+    def __init__(self, id: _Optional[str] = ..., max_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class WatchManagedNegotiationResponse(_message.Message):
     __slots__ = ("negotiation",)
     NEGOTIATION_FIELD_NUMBER: _ClassVar[int]
     negotiation: _negotiation_pb2.Negotiation

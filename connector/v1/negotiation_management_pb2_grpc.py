@@ -50,6 +50,11 @@ class NegotiationManagementServiceStub:
                 request_serializer=connector_dot_v1_dot_negotiation__management__pb2.GetManagedNegotiationRequest.SerializeToString,
                 response_deserializer=connector_dot_v1_dot_negotiation__management__pb2.GetManagedNegotiationResponse.FromString,
                 _registered_method=True)
+        self.WatchManagedNegotiation = channel.unary_stream(
+                '/connector.v1.NegotiationManagementService/WatchManagedNegotiation',
+                request_serializer=connector_dot_v1_dot_negotiation__management__pb2.WatchManagedNegotiationRequest.SerializeToString,
+                response_deserializer=connector_dot_v1_dot_negotiation__management__pb2.WatchManagedNegotiationResponse.FromString,
+                _registered_method=True)
         self.ApproveNegotiation = channel.unary_unary(
                 '/connector.v1.NegotiationManagementService/ApproveNegotiation',
                 request_serializer=connector_dot_v1_dot_negotiation__management__pb2.ApproveNegotiationRequest.SerializeToString,
@@ -92,6 +97,15 @@ class NegotiationManagementServiceServicer:
 
     def GetManagedNegotiation(self, request, context):
         """GetManagedNegotiation returns one negotiation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchManagedNegotiation(self, request, context):
+        """WatchManagedNegotiation streams one negotiation: as it is now, then again after
+        each change, until it is FINALIZED or TERMINATED (the last message) or max_wait
+        has passed (the stream then ends with OK; watch again to go on).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -143,6 +157,11 @@ def add_NegotiationManagementServiceServicer_to_server(servicer, server):
                     servicer.GetManagedNegotiation,
                     request_deserializer=connector_dot_v1_dot_negotiation__management__pb2.GetManagedNegotiationRequest.FromString,
                     response_serializer=connector_dot_v1_dot_negotiation__management__pb2.GetManagedNegotiationResponse.SerializeToString,
+            ),
+            'WatchManagedNegotiation': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchManagedNegotiation,
+                    request_deserializer=connector_dot_v1_dot_negotiation__management__pb2.WatchManagedNegotiationRequest.FromString,
+                    response_serializer=connector_dot_v1_dot_negotiation__management__pb2.WatchManagedNegotiationResponse.SerializeToString,
             ),
             'ApproveNegotiation': grpc.unary_unary_rpc_method_handler(
                     servicer.ApproveNegotiation,
@@ -247,6 +266,33 @@ class NegotiationManagementService:
             '/connector.v1.NegotiationManagementService/GetManagedNegotiation',
             connector_dot_v1_dot_negotiation__management__pb2.GetManagedNegotiationRequest.SerializeToString,
             connector_dot_v1_dot_negotiation__management__pb2.GetManagedNegotiationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchManagedNegotiation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/connector.v1.NegotiationManagementService/WatchManagedNegotiation',
+            connector_dot_v1_dot_negotiation__management__pb2.WatchManagedNegotiationRequest.SerializeToString,
+            connector_dot_v1_dot_negotiation__management__pb2.WatchManagedNegotiationResponse.FromString,
             options,
             channel_credentials,
             insecure,

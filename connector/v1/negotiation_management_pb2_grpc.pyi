@@ -39,6 +39,11 @@ class NegotiationManagementServiceStub:
     """ListNegotiations lists negotiations, newest first."""
     GetManagedNegotiation: _grpc.UnaryUnaryMultiCallable[_negotiation_management_pb2.GetManagedNegotiationRequest, _negotiation_management_pb2.GetManagedNegotiationResponse]
     """GetManagedNegotiation returns one negotiation."""
+    WatchManagedNegotiation: _grpc.UnaryStreamMultiCallable[_negotiation_management_pb2.WatchManagedNegotiationRequest, _negotiation_management_pb2.WatchManagedNegotiationResponse]
+    """WatchManagedNegotiation streams one negotiation: as it is now, then again after
+    each change, until it is FINALIZED or TERMINATED (the last message) or max_wait
+    has passed (the stream then ends with OK; watch again to go on).
+    """
     ApproveNegotiation: _grpc.UnaryUnaryMultiCallable[_negotiation_management_pb2.ApproveNegotiationRequest, _negotiation_management_pb2.ApproveNegotiationResponse]
     """ApproveNegotiation agrees to a request waiting for the operator (provider)."""
     CounterNegotiation: _grpc.UnaryUnaryMultiCallable[_negotiation_management_pb2.CounterNegotiationRequest, _negotiation_management_pb2.CounterNegotiationResponse]
@@ -61,6 +66,11 @@ class NegotiationManagementServiceAsyncStub(NegotiationManagementServiceStub):
     """ListNegotiations lists negotiations, newest first."""
     GetManagedNegotiation: _aio.UnaryUnaryMultiCallable[_negotiation_management_pb2.GetManagedNegotiationRequest, _negotiation_management_pb2.GetManagedNegotiationResponse]  # type: ignore[assignment]
     """GetManagedNegotiation returns one negotiation."""
+    WatchManagedNegotiation: _aio.UnaryStreamMultiCallable[_negotiation_management_pb2.WatchManagedNegotiationRequest, _negotiation_management_pb2.WatchManagedNegotiationResponse]  # type: ignore[assignment]
+    """WatchManagedNegotiation streams one negotiation: as it is now, then again after
+    each change, until it is FINALIZED or TERMINATED (the last message) or max_wait
+    has passed (the stream then ends with OK; watch again to go on).
+    """
     ApproveNegotiation: _aio.UnaryUnaryMultiCallable[_negotiation_management_pb2.ApproveNegotiationRequest, _negotiation_management_pb2.ApproveNegotiationResponse]  # type: ignore[assignment]
     """ApproveNegotiation agrees to a request waiting for the operator (provider)."""
     CounterNegotiation: _aio.UnaryUnaryMultiCallable[_negotiation_management_pb2.CounterNegotiationRequest, _negotiation_management_pb2.CounterNegotiationResponse]  # type: ignore[assignment]
@@ -98,6 +108,17 @@ class NegotiationManagementServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_negotiation_management_pb2.GetManagedNegotiationResponse, _abc.Awaitable[_negotiation_management_pb2.GetManagedNegotiationResponse]]:
         """GetManagedNegotiation returns one negotiation."""
+
+    @_abc_1.abstractmethod
+    def WatchManagedNegotiation(
+        self,
+        request: _negotiation_management_pb2.WatchManagedNegotiationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_negotiation_management_pb2.WatchManagedNegotiationResponse], _abc.AsyncIterator[_negotiation_management_pb2.WatchManagedNegotiationResponse]]:
+        """WatchManagedNegotiation streams one negotiation: as it is now, then again after
+        each change, until it is FINALIZED or TERMINATED (the last message) or max_wait
+        has passed (the stream then ends with OK; watch again to go on).
+        """
 
     @_abc_1.abstractmethod
     def ApproveNegotiation(

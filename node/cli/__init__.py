@@ -1,4 +1,4 @@
-"""The ``hanse`` command line: PKI, node set-up and start, catalog, datasets, offers."""
+"""The ``hanse`` command line: PKI, node set-up and start, catalog, datasets, offers, training."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from node.cli import (
     health,
     node_cmds,
     pki,
+    training,
 )
 
 app = typer.Typer(
@@ -32,6 +33,7 @@ app.add_typer(datasets.dataset_app, name="dataset")
 app.add_typer(datasets.offer_app, name="offer")
 app.add_typer(contracts.app, name="contract")
 app.add_typer(audit.app, name="audit")
+app.add_typer(training.app, name="train")
 app.command("catalog")(catalog.catalog)
 app.command("peers")(catalog.peers)
 app.command("health")(health.health)

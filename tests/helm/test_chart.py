@@ -783,3 +783,21 @@ def test_options_render_valid_manifests_and_config(helm, kubernetes_validate, va
     # Assert
     assert result.returncode == 0, result.stdout + result.stderr
     assert loaded.model.node.participant_id
+
+
+def test_aggregator_config_turns_the_aggregator_role_on_at_the_fleet_port(helm):
+    # Execute
+    aggregator = node_config(render(helm, "aggregator"))
+    city = node_config(render(helm, "city-sqlite"))
+
+    # Assert
+    values = yaml.safe_load(EXAMPLES["aggregator"].read_text(encoding="utf-8"))
+    fleet_port = values.get("superlink", {}).get("fleetPort", 8000)
+    assert aggregator["aggregator"]["enabled"] is True
+    assert listen_port(aggregator["aggregator"]["listen"]) == fleet_port
+    assert "aggregator" not in city
+    fleets = {p["participant_id"]: p.get("fleet_address") for p in city["peers"]}
+    assert fleets == {
+        "urn:hanse:city-b": None,
+        "urn:hanse:research-aggregator": "fleet.research.example:8000",
+    }

@@ -15,11 +15,17 @@ from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
 
+import httpx
 import pytest
 import torch
+from flwr.cli.cli_client_interceptor import CliClientHttpInterceptor
+from flwr.proto.control_pb2 import ListRunsRequest, RegisterNodeRequest
+from flwr.supercore.control.control_http_client import ControlHttpClient
+from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor
 
 from connector.identity.pki import IssuedFiles, init_ca, issue_certificate
 from federation.flower.fab import build_run_fab
+from federation.flower.fleet_proxy import FleetProxy
 from federation.flower.keys import public_key_pem_of_certificate
 from federation.flower.superlink import RunStatus, SuperLink, SuperLinkSettings
 from federation.flower.supernode import SuperNode, SuperNodeSettings
@@ -170,3 +176,58 @@ def test_the_run_bundle_carries_no_code() -> None:
     with zipfile.ZipFile(BytesIO(build_run_fab(config))) as fab:
         names = fab.namelist()
     assert sorted(names) == [".info/CONTENT", "pyproject.toml"]
+
+
+def test_through_the_fleet_proxy_supernodes_train_and_the_control_api_is_unreachable(
+    link: SuperLink, pki: dict[str, IssuedFiles], tmp_path: Path
+) -> None:
+    agg = pki["agg"]
+    proxy = FleetProxy(
+        listen_host="127.0.0.1",
+        listen_port=0,
+        upstream=f"https://{link.address}",
+        cert=agg.cert,
+        key=agg.key,
+        ca=agg.ca,
+    )
+    try:
+        # A city's own registration request through the proxy: refused, nothing registered.
+        city2_key = public_key_pem_of_certificate(pki["city2"].cert.read_bytes())
+        control = ControlHttpClient.from_server_address(
+            proxy.address,
+            insecure=False,
+            root_certificates=str(agg.ca),
+            interceptors=[
+                CliClientHttpInterceptor(),
+                RuntimeVersionHttpInterceptor(component_name="flwr CLI"),
+            ],
+        )
+        with pytest.raises(httpx.HTTPStatusError) as refused:
+            control.RegisterNode(RegisterNodeRequest(public_key=city2_key, name=CITY2))
+        with pytest.raises(httpx.HTTPStatusError) as listing:
+            control.ListRuns(ListRunsRequest())
+        control.close()
+        assert refused.value.response.status_code == 404
+        assert listing.value.response.status_code == 404
+        assert link.nodes() == []
+
+        node_id = link.register_node(
+            public_key_pem_of_certificate(pki["city1"].cert.read_bytes()), CITY1
+        )
+        node = SuperNode(
+            SuperNodeSettings(
+                superlink=proxy.address,
+                trust_bundle=pki["city1"].ca,
+                node_key=pki["city1"].key,
+                state_dir=tmp_path / "city1",
+                runner_command=[sys.executable, str(RUNNER)],
+            )
+        )
+        try:
+            status = run_to_end(link, spec_for({node_id: CITY1}, tmp_path / "run", rounds=1))
+        finally:
+            node.stop()
+        assert (status.status, status.sub_status) == ("finished", "completed"), status.details
+        assert node.executor.launched == 2
+    finally:
+        proxy.stop()

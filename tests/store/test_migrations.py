@@ -29,7 +29,7 @@ def test_a_new_database_has_no_revision(empty_engine: sa.Engine) -> None:
 def test_migrate_brings_the_schema_to_the_head(empty_engine: sa.Engine) -> None:
     migrate(empty_engine)
 
-    assert schema_revision(empty_engine) == head_revision() == "0003"
+    assert schema_revision(empty_engine) == head_revision() == "0004"
     assert {
         "dataset",
         "offer",
@@ -37,6 +37,8 @@ def test_migrate_brings_the_schema_to_the_head(empty_engine: sa.Engine) -> None:
         "audit_entry",
         "audit_head",
         "negotiation",
+        "privacy_ledger_head",
+        "privacy_ledger_round",
     } <= set(sa.inspect(empty_engine).get_table_names())
 
 

@@ -159,7 +159,11 @@ value to set; rendering stops before anything reaches the cluster.
 {{- end }}
 {{- $peers := list }}
 {{- range $v.peers }}
-{{- $peers = append $peers (dict "name" .name "participant_id" .participantId "address" .address) }}
+{{- $peer := dict "name" .name "participant_id" .participantId "address" .address }}
+{{- if .fleetAddress }}
+{{- $_ := set $peer "fleet_address" .fleetAddress }}
+{{- end }}
+{{- $peers = append $peers $peer }}
 {{- end }}
 {{- $config := dict
   "node" (dict "name" (include "hanse-node.nodeName" .) "participant_id" $v.node.participantId "data_dir" "/var/lib/hanse")
@@ -173,6 +177,9 @@ value to set; rendering stops before anything reaches the cluster.
   "peers" $peers
   "log" (dict "level" $v.node.log.level "format" $v.node.log.format)
 }}
+{{- if eq $v.role "aggregator" }}
+{{- $_ := set $config "aggregator" (dict "enabled" true "listen" (printf "%s:%d" $host (int $v.superlink.fleetPort))) }}
+{{- end }}
 {{- $config = mustMergeOverwrite $config (deepCopy $v.extraConfig) }}
 {{- toYaml $config }}
 {{- end }}

