@@ -344,7 +344,7 @@ def test_an_agreement_without_enforceable_limits_is_refused(
     ("change", "expected"),
     [
         ({"hanse-task-hash": None}, "run config has no hanse-task-hash"),
-        ({"hanse-rounds": "two"}, "run config hanse-rounds must be a int"),
+        ({"hanse-rounds": "two"}, "run config hanse-rounds must be of type int"),
         ({"hanse-rounds": 0}, "rounds must be between 1 and 10000, not 0"),
         ({"hanse-agreements": "{not json"}, "run config agreements/nodes are not JSON"),
         ({"hanse-batch-size": -1}, "local epochs, batch size and learning rate must be positive"),
