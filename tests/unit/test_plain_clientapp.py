@@ -143,6 +143,11 @@ def test_the_bundle_names_this_app() -> None:
         ({"noise-multiplier": -1.0}, PlainClientAppError, "noise-multiplier must be 0"),
         ({"noise-multiplier": "high"}, PlainClientAppError, "noise-multiplier must be a number"),
         ({"max-train-examples": 2.5}, PlainClientAppError, "max-train-examples must be a whole"),
+        (
+            {"max-train-examples": float("inf")},
+            PlainClientAppError,
+            "max-train-examples must be a whole",
+        ),
         ({"value-column": ""}, PlainClientAppError, "value-column must be a column name"),
         ({"delta": 2.0}, TrainingError, "delta must be in"),
     ],

@@ -83,6 +83,7 @@ def test_tiny_run_fills_every_row_and_column(quality: ModuleType, tmp_path: Path
     for epsilon in (8.0, 1.0):
         assert all(0 < spent <= epsilon for spent in result.spent[epsilon].values())
     assert "| configuration | mean | big | small |" in section
+    assert "{" not in section and "}" not in section  # every placeholder was filled in
     verdicts = quality.verdicts(result)
     assert len(verdicts) == 2
     assert "within 5% of centralized" in verdicts[0]
