@@ -14,6 +14,7 @@ from connector.v1 import (
     dataset_management_pb2_grpc,
     negotiation_management_pb2_grpc,
     peer_management_pb2_grpc,
+    privacy_management_pb2_grpc,
     training_management_pb2_grpc,
 )
 from node.config import LoadedConfig
@@ -50,6 +51,7 @@ class NodeClient:
             self._channel
         )
         self.trainings = training_management_pb2_grpc.TrainingManagementServiceStub(self._channel)
+        self.privacy = privacy_management_pb2_grpc.PrivacyManagementServiceStub(self._channel)
 
     def call(self, method: grpc.UnaryUnaryMultiCallable[Req, Resp], request: Req) -> Resp:
         """Call ``method``; failures become :class:`ConnectorError` with a readable message."""

@@ -47,6 +47,7 @@ from connector.services.identity import NodeIdentity
 from connector.services.negotiation_management import MAX_WATCHES, NegotiationManagementServicer
 from connector.services.negotiation_protocol import NegotiationProtocolServicer
 from connector.services.peer_management import PeerManagementServicer
+from connector.services.privacy_management import PrivacyManagementServicer
 from connector.store import (
     SqlAuditLog,
     SqlDatasetStore,
@@ -55,6 +56,7 @@ from connector.store import (
     create_engine,
     migrate,
 )
+from connector.store.ledger import SqlPrivacyLedger
 from connector.v1 import (
     catalog_protocol_pb2,
     catalog_protocol_pb2_grpc,
@@ -66,6 +68,8 @@ from connector.v1 import (
     negotiation_protocol_pb2_grpc,
     peer_management_pb2,
     peer_management_pb2_grpc,
+    privacy_management_pb2,
+    privacy_management_pb2_grpc,
     training_management_pb2,
 )
 from node.config import ConfigError, DatasetConfig, LoadedConfig, is_loopback
@@ -89,6 +93,7 @@ MANAGEMENT_SERVICES = (
     peer_management_pb2.DESCRIPTOR.services_by_name["PeerManagementService"],
     negotiation_management_pb2.DESCRIPTOR.services_by_name["NegotiationManagementService"],
     training_management_pb2.DESCRIPTOR.services_by_name["TrainingManagementService"],
+    privacy_management_pb2.DESCRIPTOR.services_by_name["PrivacyManagementService"],
 )
 
 
@@ -276,6 +281,10 @@ class NodeServer:
         peer_management_pb2_grpc.add_PeerManagementServiceServicer_to_server(
             PeerManagementServicer(directory, self._peer_client), management
         )
+        privacy_management_pb2_grpc.add_PrivacyManagementServiceServicer_to_server(
+            PrivacyManagementServicer(store, SqlPrivacyLedger(self._engine), negotiations),
+            management,
+        )
         self._add_training(management, negotiations, requests)
         self._add_common(management, MANAGEMENT_SERVICES)
         management_address = _bound(self.model.management.listen, management_port)
@@ -367,7 +376,6 @@ class NodeServer:
 
         Imported here: Flower and torch load only in the node process, not in every CLI call.
         """
-        from connector.store.ledger import SqlPrivacyLedger
         from node.training.aggregator import Aggregator
         from node.training.connectivity import Connectivity
         from node.training.service import add_training_service

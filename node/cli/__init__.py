@@ -16,6 +16,7 @@ from node.cli import (
     health,
     node_cmds,
     pki,
+    privacy,
     training,
 )
 
@@ -34,6 +35,7 @@ app.add_typer(datasets.offer_app, name="offer")
 app.add_typer(contracts.app, name="contract")
 app.add_typer(audit.app, name="audit")
 app.add_typer(training.app, name="train")
+app.add_typer(privacy.app, name="privacy")
 app.command("catalog")(catalog.catalog)
 app.command("peers")(catalog.peers)
 app.command("health")(health.health)
