@@ -9,8 +9,10 @@ so everything that touches city data runs code the node owns.
 from __future__ import annotations
 
 import logging
+import math
 import subprocess
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -33,6 +35,8 @@ class GovernedExecutor:
         env: Mapping[str, str],
         log_dir: Path,
         poll_interval: float = 0.2,
+        idle_poll_interval: float = 1.0,
+        busy_for: float = 30.0,
     ) -> None:
         """Prepare the executor; :meth:`start` begins polling.
 
@@ -42,13 +46,19 @@ class GovernedExecutor:
                 ``--token`` are appended per task.
             env: the runner's environment.
             log_dir: folder for one log file per task.
-            poll_interval: seconds between polls.
+            poll_interval: seconds between polls while a run goes on (a task came
+                within ``busy_for`` seconds).
+            idle_poll_interval: seconds between polls otherwise (Flower's SuperExec
+                polls every second); each poll costs the SuperNode a request.
+            busy_for: seconds after a task during which polls are frequent.
         """
         self.runtime_address = runtime_address
         self.runner_command = list(runner_command)
         self.env = dict(env)
         self.log_dir = log_dir
         self.poll_interval = poll_interval
+        self.idle_poll_interval = max(idle_poll_interval, poll_interval)
+        self.busy_for = busy_for
         self.launched = 0
         self._stop = threading.Event()
         self._children: list[subprocess.Popen[bytes]] = []
@@ -71,6 +81,7 @@ class GovernedExecutor:
 
     def _loop(self) -> None:
         client = self._client()
+        last_task = -math.inf
         try:
             while not self._stop.is_set():
                 try:
@@ -83,8 +94,10 @@ class GovernedExecutor:
                     continue
                 if response.HasField("task") and response.token:
                     self._launch(response.token, int(response.task.task_id))
+                    last_task = time.monotonic()
                 self._reap()
-                self._stop.wait(self.poll_interval)
+                busy = time.monotonic() - last_task < self.busy_for
+                self._stop.wait(self.poll_interval if busy else self.idle_poll_interval)
         finally:
             client.close()
 

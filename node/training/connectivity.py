@@ -314,7 +314,7 @@ class Connectivity:
                 runner_command=[
                     sys.executable,
                     "-m",
-                    "node.training.runner",
+                    "node.training.task_process",
                     "--config",
                     str(self._config.path.resolve()),
                     "--aggregator",

@@ -1,7 +1,9 @@
 """The node's governed runner: one process per ClientApp task, in place of ``flwr-clientapp``.
 
-The node's executor starts ``python -m node.training.runner --config FILE
---aggregator ID`` for each message its SuperNode receives from that aggregator.
+The node's executor starts ``python -m node.training.task_process --config FILE
+--aggregator ID`` (which runs :func:`main` here, in a process trimmed of import
+and exit costs: :mod:`node.training.task_process`) for each message its SuperNode
+receives from that aggregator.
 Before any data is read the runner checks the run against the city's own copy of
 the agreement the run names for this city: FINALIZED, unexpired, made with this
 aggregator, for this task id and content hash, with no more rounds than agreed and
