@@ -61,7 +61,10 @@ def train(message: Message, context: Context) -> Message:
     data = _data(task, context.node_config)
     model = _model(task, record)
     settings = TrainSettings(
-        epochs=spec.local_epochs, batch_size=spec.batch_size, learning_rate=spec.learning_rate
+        epochs=spec.local_epochs,
+        batch_size=spec.batch_size,
+        learning_rate=spec.learning_rate,
+        optimizer=spec.optimizer,
     )
     result = fit(task, model, data, settings, dp)
     metrics = evaluate(task, model, data)

@@ -18,6 +18,9 @@ from typing import Literal, cast
 
 StrategyName = Literal["fedavg", "fedprox", "fedadam", "krum", "trimmed-mean"]
 STRATEGIES: tuple[StrategyName, ...] = ("fedavg", "fedprox", "fedadam", "krum", "trimmed-mean")
+OptimizerName = Literal["sgd", "adam"]
+OPTIMIZERS: tuple[OptimizerName, ...] = ("sgd", "adam")
+"""The local optimisers a city may train with: plain SGD or Adam."""
 
 _PREFIX = "hanse-"
 _INTEGER = re.compile(r"-?[0-9]+")
@@ -51,6 +54,8 @@ class RunSpec:
     """Examples per step."""
     learning_rate: float = 0.01
     """Local optimiser step size."""
+    optimizer: OptimizerName = "sgd"
+    """Local optimiser: ``sgd`` or ``adam`` (a fresh one each round)."""
     epsilon: float = 0.0
     """The researcher's cap on each city's epsilon (0: what each agreement allows)."""
     proximal_mu: float = 0.1
@@ -84,6 +89,10 @@ class RunSpec:
             )
         if self.epsilon < 0:
             raise RunSpecError(f"epsilon must be 0 (no cap) or positive, not {self.epsilon}")
+        if self.optimizer not in OPTIMIZERS:
+            raise RunSpecError(
+                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+            )
         if self.local_epochs < 1 or self.batch_size < 1 or not _positive(self.learning_rate):
             raise RunSpecError("local epochs, batch size and learning rate must be positive")
         if not _positive(self.round_timeout):
@@ -106,6 +115,7 @@ class RunSpec:
             _PREFIX + "local-epochs": self.local_epochs,
             _PREFIX + "batch-size": self.batch_size,
             _PREFIX + "learning-rate": self.learning_rate,
+            _PREFIX + "optimizer": self.optimizer,
             _PREFIX + "epsilon": self.epsilon,
             _PREFIX + "proximal-mu": self.proximal_mu,
             _PREFIX + "round-timeout": self.round_timeout,
@@ -157,6 +167,7 @@ class RunSpec:
             local_epochs=cast(int, get("local-epochs", int, 1)),
             batch_size=cast(int, get("batch-size", int, 64)),
             learning_rate=cast(float, get("learning-rate", float, 0.01)),
+            optimizer=cast(OptimizerName, get("optimizer", str, "sgd")),
             epsilon=cast(float, get("epsilon", float, 0.0)),
             proximal_mu=cast(float, get("proximal-mu", float, 0.1)),
             round_timeout=cast(float, get("round-timeout", float, 600.0)),

@@ -62,7 +62,7 @@ class TrainingCity(_message.Message):
     def __init__(self, participant_id: _Optional[str] = ..., agreement_id: _Optional[str] = ..., state: _Optional[_Union[TrainingCityState, str]] = ..., last_round: _Optional[int] = ..., last_phase: _Optional[str] = ..., error: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., update_bytes: _Optional[int] = ...) -> None: ...
 
 class Training(_message.Message):
-    __slots__ = ("run_id", "state", "reason", "task_id", "task_hash", "rounds", "rounds_done", "strategy", "epsilon", "min_nodes", "local_epochs", "batch_size", "learning_rate", "cities", "folder", "model_path", "metrics_path", "create_time", "event_count")
+    __slots__ = ("run_id", "state", "reason", "task_id", "task_hash", "rounds", "rounds_done", "strategy", "epsilon", "min_nodes", "local_epochs", "batch_size", "learning_rate", "cities", "folder", "model_path", "metrics_path", "create_time", "event_count", "optimizer")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -82,6 +82,7 @@ class Training(_message.Message):
     METRICS_PATH_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     EVENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     state: TrainingState
     reason: str
@@ -101,10 +102,11 @@ class Training(_message.Message):
     metrics_path: str
     create_time: _timestamp_pb2.Timestamp
     event_count: int
-    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[_Union[TrainingState, str]] = ..., reason: _Optional[str] = ..., task_id: _Optional[str] = ..., task_hash: _Optional[str] = ..., rounds: _Optional[int] = ..., rounds_done: _Optional[int] = ..., strategy: _Optional[str] = ..., epsilon: _Optional[float] = ..., min_nodes: _Optional[int] = ..., local_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., cities: _Optional[_Iterable[_Union[TrainingCity, _Mapping]]] = ..., folder: _Optional[str] = ..., model_path: _Optional[str] = ..., metrics_path: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_count: _Optional[int] = ...) -> None: ...
+    optimizer: str
+    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[_Union[TrainingState, str]] = ..., reason: _Optional[str] = ..., task_id: _Optional[str] = ..., task_hash: _Optional[str] = ..., rounds: _Optional[int] = ..., rounds_done: _Optional[int] = ..., strategy: _Optional[str] = ..., epsilon: _Optional[float] = ..., min_nodes: _Optional[int] = ..., local_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., cities: _Optional[_Iterable[_Union[TrainingCity, _Mapping]]] = ..., folder: _Optional[str] = ..., model_path: _Optional[str] = ..., metrics_path: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_count: _Optional[int] = ..., optimizer: _Optional[str] = ...) -> None: ...
 
 class StartTrainingRequest(_message.Message):
-    __slots__ = ("task_id", "agreement_ids", "rounds", "strategy", "epsilon", "min_nodes", "local_epochs", "batch_size", "learning_rate", "request_id")
+    __slots__ = ("task_id", "agreement_ids", "rounds", "strategy", "epsilon", "min_nodes", "local_epochs", "batch_size", "learning_rate", "request_id", "optimizer")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     AGREEMENT_IDS_FIELD_NUMBER: _ClassVar[int]
     ROUNDS_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +117,7 @@ class StartTrainingRequest(_message.Message):
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     agreement_ids: _containers.RepeatedScalarFieldContainer[str]
     rounds: int
@@ -125,7 +128,8 @@ class StartTrainingRequest(_message.Message):
     batch_size: int
     learning_rate: float
     request_id: str
-    def __init__(self, task_id: _Optional[str] = ..., agreement_ids: _Optional[_Iterable[str]] = ..., rounds: _Optional[int] = ..., strategy: _Optional[str] = ..., epsilon: _Optional[float] = ..., min_nodes: _Optional[int] = ..., local_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., request_id: _Optional[str] = ...) -> None: ...
+    optimizer: str
+    def __init__(self, task_id: _Optional[str] = ..., agreement_ids: _Optional[_Iterable[str]] = ..., rounds: _Optional[int] = ..., strategy: _Optional[str] = ..., epsilon: _Optional[float] = ..., min_nodes: _Optional[int] = ..., local_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., request_id: _Optional[str] = ..., optimizer: _Optional[str] = ...) -> None: ...
 
 class StartTrainingResponse(_message.Message):
     __slots__ = ("training",)

@@ -23,7 +23,7 @@ from rich.text import Text
 
 from connector.errors import ConnectorError
 from connector.v1 import training_management_pb2 as pb
-from federation.runspec import STRATEGIES
+from federation.runspec import OPTIMIZERS, STRATEGIES
 from node.cli.output import (
     EXIT_CONFIG,
     ConfigOption,
@@ -124,7 +124,7 @@ def summary_rows(training: pb.Training) -> list[list[str]]:
         [
             "local training",
             f"{training.local_epochs} epoch(s), batch {training.batch_size}, "
-            f"learning rate {training.learning_rate:g}",
+            f"{training.optimizer or 'sgd'}, learning rate {training.learning_rate:g}",
         ],
         ["created", created],
         ["folder", training.folder],
@@ -249,6 +249,11 @@ def train_start(
     local_epochs: int = typer.Option(1, "--local-epochs", help="Local passes per round."),
     batch_size: int = typer.Option(64, "--batch-size", help="Examples per local step."),
     learning_rate: float = typer.Option(0.01, "--learning-rate", help="Local step size."),
+    optimizer: str = typer.Option(
+        "sgd",
+        "--optimizer",
+        help=f"Local optimiser: {', '.join(OPTIMIZERS)} (Adam trains better under DP).",
+    ),
     watch: bool = typer.Option(False, "--watch", help="Follow the run until it ends."),
     timeout: float = typer.Option(3600.0, "--timeout", help="Seconds --watch follows the run."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
@@ -258,6 +263,10 @@ def train_start(
     if strategy not in STRATEGIES:
         raise fail(
             f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}", EXIT_CONFIG
+        )
+    if optimizer not in OPTIMIZERS:
+        raise fail(
+            f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}", EXIT_CONFIG
         )
     with readable_errors(), NodeClient(load(config)) as client:
         training = client.call(
@@ -272,6 +281,7 @@ def train_start(
                 local_epochs=local_epochs,
                 batch_size=batch_size,
                 learning_rate=learning_rate,
+                optimizer=optimizer,
                 request_id=str(uuid.uuid4()),
             ),
         ).training

@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
+from federation.runspec import OPTIMIZERS, OptimizerName
 from federation.tasks.base import SeriesSource, Task, TaskData
 from federation.tasks.forecast import HOURS_PER_WEEK, ForecastExamples
 from federation.training import TrainSettings, evaluate, fit
@@ -77,6 +78,8 @@ class QualitySettings:
     """Examples per batch (the RunSpec's); at least 1."""
     learning_rate: float = 0.01
     """Step size (the RunSpec's); above 0."""
+    optimizer: OptimizerName = "sgd"
+    """Local optimiser (the RunSpec's): ``sgd`` or ``adam``."""
     max_train_examples: int = 0
     """The cities' ``training.max_train_examples`` (the latest examples kept; 0 = all)."""
     seed: int = 0
@@ -92,6 +95,10 @@ class QualitySettings:
             raise QualityError(f"learning_rate must be a number above 0, not {rate!r}")
         if not math.isfinite(rate):
             raise QualityError(f"learning_rate must be a finite number, not {rate!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise QualityError(
+                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+            )
         cap = self.max_train_examples
         if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
             raise QualityError(
@@ -318,6 +325,7 @@ def _trained(task: Task, train: Examples, settings: QualitySettings) -> torch.nn
             batch_size=settings.batch_size,
             learning_rate=settings.learning_rate,
             seed=settings.seed,
+            optimizer=settings.optimizer,
         ),
         None,
     )

@@ -58,6 +58,8 @@ class TrainingSummary:
     """Each city's cap on training examples."""
     seconds: float
     """Wall time of the run, from start to its end."""
+    optimizer: str = "sgd"
+    """The cities' local optimiser (sgd or adam)."""
 
 
 @dataclass(frozen=True)
@@ -154,8 +156,8 @@ def render_report(result: DemoResult) -> str:
         f"| rounds | {training.rounds} |",
         f"| strategy | {training.strategy} |",
         f"| privacy | DP-SGD, epsilon {training.epsilon:g} and delta {training.delta:g} per city |",
-        f"| local training | {training.local_epochs} epoch(s) per round, batch "
-        f"{training.batch_size}, learning rate {training.learning_rate:g} |",
+        f"| local training | {training.optimizer}, {training.local_epochs} epoch(s) per round, "
+        f"batch {training.batch_size}, learning rate {training.learning_rate:g} |",
         f"| training examples per city | at most {training.max_train_examples} |",
         f"| wall time | {training.seconds:.0f} s |",
         "",

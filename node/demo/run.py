@@ -33,7 +33,7 @@ from connector.v1 import catalog_protocol_pb2, catalog_protocol_pb2_grpc, peer_m
 from federation.tasks import load_task
 from node.demo.contracts import DELTA, ContractOutcome, negotiate
 from node.demo.federation import MAX_TRAIN_EXAMPLES, Federation, start_federation
-from node.demo.options import MARKER, DemoOptions
+from node.demo.options import MARKER, OPTIMIZER, DemoOptions
 from node.demo.plots import plot_forecast_week, plot_learning_curves
 from node.demo.quality import CitySite, QualityComparison, QualitySettings, compare_quality
 from node.demo.report import DemoResult, TrainingSummary, render_report
@@ -130,6 +130,7 @@ def run_demo(options: DemoOptions, console: Console) -> Path:
                 local_epochs=final.local_epochs,
                 batch_size=final.batch_size,
                 learning_rate=final.learning_rate,
+                optimizer=OPTIMIZER,
                 max_train_examples=MAX_TRAIN_EXAMPLES,
             ),
             progress=lambda line: say(f"  {line}"),
@@ -171,6 +172,7 @@ def run_demo(options: DemoOptions, console: Console) -> Path:
                 learning_rate=final.learning_rate,
                 max_train_examples=MAX_TRAIN_EXAMPLES,
                 seconds=seconds,
+                optimizer=final.optimizer,
             ),
             quality=quality,
             budgets=spent,

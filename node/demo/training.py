@@ -24,6 +24,7 @@ from rich.text import Text
 from connector.errors import ConnectorError
 from connector.v1 import training_management_pb2 as pb
 from node.client import NodeClient
+from node.demo.options import LEARNING_RATE, OPTIMIZER
 from node.supervisor import RunningNode
 
 TRAINING_TIMEOUT = 900.0
@@ -47,6 +48,9 @@ def start_training(
 ) -> pb.Training:
     """Start a run of ``task_id`` under the researcher's finalized negotiations.
 
+    The cities train with :data:`~node.demo.options.OPTIMIZER` at
+    :data:`~node.demo.options.LEARNING_RATE`.
+
     Raises:
         ConnectorError: the node refused the run (the message says which agreement fails).
     """
@@ -57,6 +61,8 @@ def start_training(
                 task_id=task_id,
                 agreement_ids=negotiation_ids,
                 rounds=rounds,
+                optimizer=OPTIMIZER,
+                learning_rate=LEARNING_RATE,
                 request_id=str(uuid.uuid4()),
             ),
         ).training

@@ -31,7 +31,7 @@ from federation.flower.keys import public_key_pem_of_certificate
 from federation.flower.process import FlowerProcessError
 from federation.flower.superlink import SuperLink, SuperLinkSettings
 from federation.progress import METRICS_FILE, MODEL_FILE, read_progress
-from federation.runspec import RunSpec, RunSpecError, StrategyName
+from federation.runspec import OptimizerName, RunSpec, RunSpecError, StrategyName
 from federation.tasks import TaskNotFoundError, load_task
 from node.config import LoadedConfig
 from node.training.agreements import AgreementNotFoundError, find_agreement
@@ -58,6 +58,8 @@ class RunRequest:
     local_epochs: int = 1
     batch_size: int = 64
     learning_rate: float = 0.01
+    optimizer: OptimizerName = "sgd"
+    """The cities' local optimiser: sgd or adam."""
 
 
 @dataclass
@@ -213,6 +215,7 @@ class Aggregator:
                 local_epochs=request.local_epochs,
                 batch_size=request.batch_size,
                 learning_rate=request.learning_rate,
+                optimizer=request.optimizer,
                 epsilon=request.epsilon,
                 round_timeout=self._config.model.aggregator.round_timeout_seconds,
                 out_dir=str(out),

@@ -216,6 +216,7 @@ class GovernedRunner:
                     epochs=spec.local_epochs,
                     batch_size=spec.batch_size,
                     learning_rate=spec.learning_rate,
+                    optimizer=spec.optimizer,
                 ),
                 train_examples=len(data.train),  # type: ignore[arg-type]
                 metric_keys=tuple(task.metrics),

@@ -33,7 +33,7 @@ from connector.v1 import training_management_pb2 as pb
 from connector.v1 import training_management_pb2_grpc
 from connector.wire import timestamp
 from federation.flower.process import FlowerProcessError
-from federation.runspec import STRATEGIES, RunSpecError, StrategyName
+from federation.runspec import OPTIMIZERS, STRATEGIES, OptimizerName, RunSpecError, StrategyName
 from federation.tasks import TaskNotFoundError
 from node.training.aggregator import Aggregator, RunRequest, TrainingError, TrainingRun
 from node.training.agreements import AgreementNotFoundError
@@ -121,6 +121,7 @@ def training_to_pb(run: TrainingRun) -> pb.Training:
         local_epochs=spec.local_epochs,
         batch_size=spec.batch_size,
         learning_rate=spec.learning_rate,
+        optimizer=spec.optimizer,
         cities=city_progress(run.cities, run.events),
         folder=str(run.folder),
         model_path=str(summary["model"]),
@@ -148,8 +149,12 @@ def start_refusal(error: TrainingError) -> ConnectorError:
     return ConnectorError(grpc.StatusCode.FAILED_PRECONDITION, "TRAINING_REFUSED", str(error))
 
 
-def _run_request(request: pb.StartTrainingRequest) -> RunRequest:
-    """The aggregator's request, with 0/empty meaning the default; bad fields refused."""
+def run_request(request: pb.StartTrainingRequest) -> RunRequest:
+    """The aggregator's request, with 0/empty meaning the default; bad fields refused.
+
+    Raises:
+        ConnectorError: INVALID_ARGUMENT naming the first bad field (nothing is started).
+    """
     if not request.task_id:
         raise invalid_argument("name the task to train (--task)", "task_id")
     if not request.agreement_ids:
@@ -164,6 +169,11 @@ def _run_request(request: pb.StartTrainingRequest) -> RunRequest:
         raise invalid_argument(
             f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}", "strategy"
         )
+    optimizer = request.optimizer or "sgd"
+    if optimizer not in OPTIMIZERS:
+        raise invalid_argument(
+            f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}", "optimizer"
+        )
     checks = (
         ("epsilon", request.epsilon, "0 (no cap) or positive"),
         ("min_nodes", request.min_nodes, "0 (all cities) or positive"),
@@ -176,6 +186,7 @@ def _run_request(request: pb.StartTrainingRequest) -> RunRequest:
             raise invalid_argument(f"{name} must be {allowed}, not {value}", name)
     defaults = RunRequest(task_id="", agreements=(), rounds=1)
     chosen: StrategyName = next(s for s in STRATEGIES if s == strategy)
+    optimizer_chosen: OptimizerName = next(o for o in OPTIMIZERS if o == optimizer)
     return RunRequest(
         task_id=request.task_id,
         agreements=tuple(request.agreement_ids),
@@ -186,6 +197,7 @@ def _run_request(request: pb.StartTrainingRequest) -> RunRequest:
         local_epochs=request.local_epochs or defaults.local_epochs,
         batch_size=request.batch_size or defaults.batch_size,
         learning_rate=request.learning_rate or defaults.learning_rate,
+        optimizer=optimizer_chosen,
     )
 
 
@@ -216,7 +228,7 @@ class TrainingManagementServicer(training_management_pb2_grpc.TrainingManagement
         self, request: pb.StartTrainingRequest, context: grpc.ServicerContext
     ) -> pb.StartTrainingResponse:
         """Check the agreements and start a run across their cities."""
-        run_request = _run_request(request)
+        asked = run_request(request)
         if not self._aggregator.enabled:
             raise ConnectorError(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -227,7 +239,7 @@ class TrainingManagementServicer(training_management_pb2_grpc.TrainingManagement
 
         def effect() -> pb.StartTrainingResponse:
             try:
-                run = self._aggregator.start(run_request)
+                run = self._aggregator.start(asked)
             except TrainingError as exc:
                 raise start_refusal(exc) from exc
             except FlowerProcessError as exc:

@@ -117,6 +117,22 @@ def test_the_same_seed_gives_the_same_numbers_and_another_seed_others(
     assert other.centralized != comparison.centralized
 
 
+def test_the_baselines_train_with_the_runs_optimizer(
+    sites: list[CitySite], model_file: Path, comparison: QualityComparison
+) -> None:
+    # Prepare: the same settings and seed; only the optimizer differs (SGD by default).
+    adam = dataclasses.replace(SETTINGS, optimizer="adam")
+
+    # Execute
+    result = compare_quality(TASK, model_file, sites, adam)
+
+    # Assert: the run's model is scored the same; both baselines trained otherwise.
+    assert SETTINGS.optimizer == "sgd"
+    assert result.federated == comparison.federated
+    assert all(result.local[c] != comparison.local[c] for c in comparison.local)
+    assert all(result.centralized[c] != comparison.centralized[c] for c in comparison.centralized)
+
+
 def test_the_week_is_168_consecutive_held_out_hours_of_the_first_city(
     sites: list[CitySite], comparison: QualityComparison
 ) -> None:
@@ -242,6 +258,8 @@ def test_no_sites_twice_a_city_and_an_unreadable_dataset_are_refused(
         ("learning_rate", math.inf, "learning_rate must be a finite number"),
         ("max_train_examples", -5, "max_train_examples must be a whole number of at least 0"),
         ("seed", -1, "seed must be"),
+        ("optimizer", "rmsprop", r"^unknown optimizer 'rmsprop'; choose one of sgd, adam$"),
+        ("optimizer", "Adam", r"^unknown optimizer 'Adam'; choose one of sgd, adam$"),
     ],
 )
 def test_settings_out_of_range_are_refused(field: str, value: float, message: str) -> None:

@@ -556,3 +556,40 @@ def test_a_spent_budget_is_refused_before_reading(city: City) -> None:
         f"dataset {DATASET} has spent epsilon {spent:.4f} of the budget {spent / 2:g} "
         "agreement urn:uuid:agreement-small allows; ask the data holder for a new budget"
     )
+
+
+# --- the run's local optimiser -----------------------------------------------------------------
+
+
+def median_change(city: City, optimizer: str) -> float:
+    """The median absolute change of a weight in the city's update for a run with ``optimizer``."""
+    city.agreement("a")
+    run_config = spec_for("urn:uuid:agreement-a", optimizer=optimizer).to_run_config()
+    message = train_message()
+    received = {key: array.numpy() for key, array in message.content[ARRAYS].items()}  # type: ignore[union-attr]
+    app = runner_for(city).app_for(message, flower_context(run_config), Run.create_empty(RUN))
+    reply = app(message, flower_context(run_config))
+    assert not reply.has_error(), reply.error
+    sent = {key: array.numpy() for key, array in reply.content.array_records[ARRAYS].items()}
+    return float(np.median(np.concatenate([np.abs(sent[k] - received[k]).ravel() for k in sent])))
+
+
+def test_the_city_trains_with_the_optimizer_the_run_names(
+    city: City, template: Path, tmp_path: Path
+) -> None:
+    # Prepare: a second copy of the same city, so both runs start from the same state.
+    other = copy_city(template, tmp_path / "other")
+
+    # Execute: one DP-SGD round each, at the same learning rate, SGD and then Adam.
+    try:
+        sgd = median_change(city, "sgd")
+        adam = median_change(other, "adam")
+    finally:
+        other.close()
+
+    # Assert: Adam's first step moves every weight by the learning rate (its step is the
+    # sign of the gradient), and later steps keep that scale; SGD moves a weight by the
+    # learning rate times its (clipped, averaged, noised) gradient, far less.
+    rate = spec_for("urn:uuid:agreement-a").learning_rate
+    assert adam >= rate
+    assert sgd < adam / 5

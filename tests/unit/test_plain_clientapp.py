@@ -20,7 +20,7 @@ from federation.plain_clientapp import (
     PlainClientAppError,
     app,
 )
-from federation.runspec import RunSpec
+from federation.runspec import OptimizerName, RunSpec, RunSpecError
 from federation.tasks import SeriesSource, load_task
 from federation.training import TrainingError
 from node.sample_data import export_sensors
@@ -54,7 +54,7 @@ def node_config(series: Path, **overrides: Any) -> dict[str, Any]:
     return {key: value for key, value in config.items() if value is not None}
 
 
-def context(config: dict[str, Any]) -> Context:
+def context(config: dict[str, Any], optimizer: OptimizerName = "sgd") -> Context:
     task = load_task(TASK)
     spec = RunSpec(
         task_id=task.id,
@@ -62,6 +62,7 @@ def context(config: dict[str, Any]) -> Context:
         rounds=1,
         agreements={"urn:hanse:city-a": "not-checked"},
         batch_size=16,
+        optimizer=optimizer,
     )
     return Context(
         run_id=RUN,
@@ -125,6 +126,49 @@ def test_an_evaluate_message_gets_the_metrics_of_the_received_model_only(series:
     metrics = dict(reply.content.metric_records[METRICS_RECORD])
     assert sorted(metrics) == ["mae", "num-examples", "rmse"]
     assert metrics[NUM_EXAMPLES_KEY] == len(held_out.test)  # type: ignore[arg-type]
+
+
+def median_change(reply: Message, received: dict[str, np.ndarray]) -> float:
+    """The median absolute change of a weight between ``received`` and the reply's arrays."""
+    assert not reply.has_error(), reply.error
+    sent = arrays(reply.content.array_records[ARRAYS])
+    return float(np.median(np.concatenate([np.abs(sent[k] - received[k]).ravel() for k in sent])))
+
+
+def test_the_run_config_chooses_the_local_optimizer(series: Path) -> None:
+    # Prepare: the same model, data and DP settings; only the optimizer differs.
+    config = node_config(series)
+    rate = RunSpec.from_run_config(context(config).run_config).learning_rate
+    message = model_message()
+    received = arrays(message.content.array_records[ARRAYS])
+
+    # Execute
+    sgd = median_change(app(model_message(), context(config, "sgd")), received)
+    adam = median_change(app(model_message(), context(config, "adam")), received)
+
+    # Assert: Adam's first step moves every weight by the learning rate (the sign of its
+    # gradient), later steps keep that scale; SGD moves a weight by the learning rate
+    # times its clipped, averaged, noised gradient, far less.
+    assert adam >= rate
+    assert sgd < adam / 5
+
+
+def test_an_unknown_optimizer_in_the_run_config_fails_clearly_and_trains_nothing(
+    series: Path,
+) -> None:
+    # Prepare
+    message = model_message()
+    received = arrays(message.content.array_records[ARRAYS])
+    flower = context(node_config(series))
+    flower.run_config["hanse-optimizer"] = "lion"
+
+    # Execute
+    with pytest.raises(RunSpecError, match="unknown optimizer 'lion'; choose one of sgd, adam"):
+        app(message, flower)
+
+    # Assert
+    after = arrays(message.content.array_records[ARRAYS])
+    assert all(np.array_equal(after[k], received[k]) for k in received)
 
 
 def test_the_bundle_names_this_app() -> None:

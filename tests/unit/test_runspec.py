@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from federation.runspec import STRATEGIES, RunSpec, RunSpecError
+from federation.runspec import OPTIMIZERS, STRATEGIES, RunSpec, RunSpecError
 
 HASH = "sha256:" + "ab" * 32
 
@@ -33,6 +33,7 @@ def a_full_spec() -> RunSpec:
         local_epochs=2,
         batch_size=16,
         learning_rate=0.05,
+        optimizer="adam",
         proximal_mu=0.3,
         round_timeout=42.5,
         seed=7,
@@ -69,6 +70,7 @@ def test_the_run_config_is_flat_prefixed_and_holds_only_flower_scalar_types() ->
     assert config["hanse-task"] == "forecast-next-hour"
     assert config["hanse-rounds"] == 3
     assert config["hanse-round-timeout"] == 42.5
+    assert config["hanse-optimizer"] == "adam"
     assert json.loads(str(config["hanse-agreements"])) == {
         "urn:hanse:city-a": "agr-a",
         "urn:hanse:city-b": "agr-b",
@@ -104,6 +106,7 @@ def test_a_minimal_run_config_gets_the_defaults() -> None:
     assert spec.local_epochs == 1
     assert spec.batch_size == 64
     assert spec.learning_rate == 0.01
+    assert spec.optimizer == "sgd"
     assert spec.proximal_mu == 0.1
     assert spec.round_timeout == 600.0
     assert spec.seed == 0
@@ -164,6 +167,16 @@ def test_every_strategy_name_is_accepted(strategy: str) -> None:
     assert RunSpec.from_run_config(spec.to_run_config()).strategy == strategy
 
 
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_every_optimizer_name_survives_the_round_trip(optimizer: str) -> None:
+    # Execute
+    spec = a_spec(optimizer=optimizer)
+
+    # Assert
+    assert spec.to_run_config()["hanse-optimizer"] == optimizer
+    assert RunSpec.from_run_config(spec.to_run_config()).optimizer == optimizer
+
+
 # --- validation of the settings ----------------------------------------------------------------
 
 
@@ -177,6 +190,9 @@ def test_every_strategy_name_is_accepted(strategy: str) -> None:
         ({"rounds": 10_001}, "rounds must be between 1 and 10000, not 10001"),
         ({"agreements": {}}, "a run needs at least one agreement"),
         ({"strategy": "fedsgd"}, "unknown strategy 'fedsgd'; choose one of fedavg, fedprox"),
+        ({"optimizer": "rmsprop"}, r"unknown optimizer 'rmsprop'; choose one of sgd, adam$"),
+        ({"optimizer": "Adam"}, r"unknown optimizer 'Adam'; choose one of sgd, adam$"),
+        ({"optimizer": ""}, r"unknown optimizer ''; choose one of sgd, adam$"),
         (
             {"min_nodes": 0},
             r"min nodes must be between 1 and the number of agreements \(2\), not 0",
@@ -266,6 +282,7 @@ def test_a_missing_required_key_is_named(key: str) -> None:
         ("batch-size", False, "int"),
         ("learning-rate", "0.1", "float"),
         ("learning-rate", True, "float"),
+        ("optimizer", 1, "str"),
         ("proximal-mu", "x", "float"),
         ("round-timeout", "600", "float"),
         ("seed", 0.5, "int"),
@@ -334,6 +351,30 @@ def test_an_invalid_value_in_the_run_config_is_refused_as_in_the_constructor() -
     # Execute / Assert
     with pytest.raises(RunSpecError, match="unknown strategy 'fedsgd'"):
         RunSpec.from_run_config(config)
+
+
+def test_an_unknown_optimizer_in_the_run_config_is_refused_naming_the_choices() -> None:
+    # Prepare: a run config from a newer researcher node, with an optimizer this city lacks.
+    config = {**a_spec().to_run_config(), "hanse-optimizer": "lion"}
+    before = dict(config)
+
+    # Execute / Assert
+    with pytest.raises(RunSpecError, match=r"^unknown optimizer 'lion'; choose one of sgd, adam$"):
+        RunSpec.from_run_config(config)
+    assert config == before
+
+
+def test_a_run_config_without_an_optimizer_trains_with_sgd() -> None:
+    # Prepare: a run recorded before the optimizer was a setting (an old spec.json).
+    config = a_full_spec().to_run_config()
+    del config["hanse-optimizer"]
+
+    # Execute
+    spec = RunSpec.from_run_config(config)
+
+    # Assert
+    assert spec.optimizer == "sgd"
+    assert spec == replace(a_full_spec(), optimizer="sgd")
 
 
 def test_reading_does_not_change_the_config() -> None:

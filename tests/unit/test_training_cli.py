@@ -82,6 +82,7 @@ def test_show_prints_state_rounds_each_citys_last_metrics_and_the_files(
     assert re.search(r"│ state\s+│ COMPLETED", text)
     assert re.search(r"│ rounds\s+│ 2/2", text)
     assert re.search(r"│ strategy\s+│ fedprox", text)
+    assert re.search(r"│ local training\s+│ 1 epoch\(s\), batch 64, sgd, learning rate 0\.01", text)
     assert f"{TASK} (sha256:" in text
     assert str(folder / "model.pt") in text
     assert str(folder / "metrics.json") in text
@@ -351,6 +352,62 @@ def test_start_with_an_unknown_strategy_fails_before_calling_the_node(
     assert result.exit_code == 2
     assert "unknown strategy 'median'; choose one of fedavg, fedprox" in plain(result.stderr)
     assert researcher.nothing_started()
+
+
+def test_start_with_an_unknown_optimizer_fails_before_calling_the_node(
+    researcher: Researcher,
+) -> None:
+    result = hanse(
+        researcher,
+        "train",
+        "start",
+        "--task",
+        TASK,
+        "-a",
+        "x",
+        "--rounds",
+        "2",
+        "--optimizer",
+        "rmsprop",
+    )
+
+    assert result.exit_code == 2
+    assert "unknown optimizer 'rmsprop'; choose one of sgd, adam" in plain(result.stderr)
+    assert researcher.nothing_started()
+
+
+def test_start_with_adam_is_accepted_and_the_node_checks_the_agreements_next(
+    researcher: Researcher,
+) -> None:
+    # Prepare: the node checks the optimizer before the agreements; an agreement it
+    # lacks makes it refuse, so nothing starts, but only after accepting --optimizer.
+    args = ["train", "start", "--task", TASK, "-a", "urn:uuid:x", "--rounds", "2"]
+
+    # Execute
+    result = hanse(researcher, *args, "--optimizer", "adam")
+
+    # Assert
+    assert result.exit_code == 1
+    assert "[AGREEMENT_NOT_FOUND]" in plain(result.stderr)
+    assert "optimizer" not in plain(result.stderr)
+    assert researcher.nothing_started()
+
+
+def test_show_prints_the_runs_optimizer(researcher: Researcher) -> None:
+    # Prepare: a run whose spec names Adam.
+    folder = completed_run(researcher)
+    saved = json.loads((folder / "spec.json").read_text())
+    saved["spec"]["hanse-optimizer"] = "adam"
+    (folder / "spec.json").write_text(json.dumps(saved))
+
+    # Execute
+    result = hanse(researcher, "train", "show", "8")
+    shown = json.loads(hanse(researcher, "train", "show", "8", "--json").stdout)
+
+    # Assert
+    assert result.exit_code == 0, result.output
+    assert re.search(r"│ local training\s+│ .*, adam, learning rate 0\.01", plain(result.stdout))
+    assert shown["optimizer"] == "adam"
 
 
 def test_stopping_an_ended_run_fails_with_the_reason(researcher: Researcher) -> None:

@@ -22,7 +22,7 @@ from connector.errors import ConnectorError, from_rpc_error
 from connector.negotiation.states import NegotiationState
 from connector.v1 import training_management_pb2 as pb
 from connector.v1 import training_management_pb2_grpc
-from node.training.service import city_progress
+from node.training.service import city_progress, run_request
 from tests.unit.training_support import (
     CITY1,
     CITY2,
@@ -218,6 +218,33 @@ def test_settings_the_run_spec_refuses_are_invalid_after_verified_agreements(
     assert researcher.nothing_started()
 
 
+def test_an_unknown_optimizer_is_invalid_even_with_verified_agreements(
+    researcher: Researcher, stub: Stub
+) -> None:
+    # Prepare: two valid, signed agreements that would pass every check.
+    agreements = [researcher.agreement("a", CITY1), researcher.agreement("b", CITY2)]
+
+    # Execute
+    error = refusal(stub.StartTraining, start_request(*agreements, optimizer="lion"))
+
+    # Assert
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.message == "unknown optimizer 'lion'; choose one of sgd, adam"
+    assert [v.field for v in error.violations] == ["optimizer"]
+    assert researcher.nothing_started()
+
+
+@pytest.mark.parametrize(("asked", "chosen"), [("", "sgd"), ("sgd", "sgd"), ("adam", "adam")])
+def test_the_requested_optimizer_is_what_the_aggregator_is_asked_for(
+    asked: str, chosen: str
+) -> None:
+    # Execute
+    request = run_request(start_request("urn:uuid:a", optimizer=asked))
+
+    # Assert
+    assert request.optimizer == chosen
+
+
 def test_a_task_not_installed_is_not_found_and_nothing_starts(
     researcher: Researcher, stub: Stub
 ) -> None:
@@ -260,6 +287,8 @@ def test_a_node_that_is_not_an_aggregator_refuses_and_starts_nothing(tmp_path: P
         ({"agreements": ()}, "agreement_ids", "name at least one agreement"),
         ({"rounds": 0}, "rounds", "rounds must be 1 or more, not 0"),
         ({"strategy": "median"}, "strategy", "unknown strategy 'median'; choose one of fedavg"),
+        ({"optimizer": "rmsprop"}, "optimizer", "unknown optimizer 'rmsprop'; choose one of sgd"),
+        ({"optimizer": "ADAM"}, "optimizer", "unknown optimizer 'ADAM'; choose one of sgd, adam"),
         ({"epsilon": -1.0}, "epsilon", "epsilon must be 0 (no cap) or positive, not -1.0"),
         ({"epsilon": float("nan")}, "epsilon", "epsilon must be 0 (no cap) or positive"),
         ({"min_nodes": -1}, "min_nodes", "min_nodes must be 0 (all cities) or positive"),
@@ -271,6 +300,8 @@ def test_a_node_that_is_not_an_aggregator_refuses_and_starts_nothing(tmp_path: P
         "no-agreement",
         "no-rounds",
         "unknown-strategy",
+        "unknown-optimizer",
+        "optimizer-in-capitals",
         "negative-epsilon",
         "nan-epsilon",
         "negative-min-nodes",
@@ -332,6 +363,27 @@ def test_get_shows_a_completed_run_with_each_citys_last_outcome(
     assert (second.last_round, second.last_phase) == (2, "train")
     assert second.error == "the agreement has expired"
     assert dict(second.metrics) == {}
+
+
+@pytest.mark.parametrize(("recorded", "shown"), [("adam", "adam"), ("sgd", "sgd"), (None, "sgd")])
+def test_get_shows_the_runs_optimizer(
+    researcher: Researcher, stub: Stub, recorded: str | None, shown: str
+) -> None:
+    # Prepare: a run whose spec.json names an optimizer, or none (recorded before the
+    # optimizer was a setting, so its cities trained with SGD).
+    writer = researcher.record_run("21", {CITY1: "urn:uuid:agreement-a"})
+    spec_file = writer.path.parent / "spec.json"
+    saved = json.loads(spec_file.read_text())
+    saved["spec"].pop("hanse-optimizer")
+    if recorded is not None:
+        saved["spec"]["hanse-optimizer"] = recorded
+    spec_file.write_text(json.dumps(saved))
+
+    # Execute
+    training = stub.GetTraining(pb.GetTrainingRequest(run_id="21"), timeout=TIMEOUT).training
+
+    # Assert
+    assert training.optimizer == shown
 
 
 def test_get_shows_a_failed_run_with_its_reason(researcher: Researcher, stub: Stub) -> None:
