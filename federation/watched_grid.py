@@ -77,11 +77,17 @@ class WatchedGrid(Grid):
         round_no = self._rounds.get(phase, 0) + 1
         self._rounds[phase] = round_no
         replies = list(self._grid.send_and_receive(sent, timeout=timeout))
-        answered = {m.metadata.src_node_id for m in replies}
+        # The SuperLink answers for a node it found unavailable with an error reply from
+        # itself, so a reply belongs to the node its instruction went to.
+        destination = {m.metadata.message_id: m.metadata.dst_node_id for m in sent}
+        destination.pop("", None)
+        answered: set[int] = set()
         kept: list[Message] = []
         cities: dict[str, dict[str, Any]] = {}
         for reply in replies:
-            city = self.city_of(reply.metadata.src_node_id)
+            node = destination.get(reply.metadata.reply_to_message_id, reply.metadata.src_node_id)
+            answered.add(node)
+            city = self.city_of(node)
             outcome = self._outcome(reply, city)
             cities[city] = outcome
             if outcome["ok"]:

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from federation.flower.parent_guard import guarded_command
+
 
 class FlowerProcessError(RuntimeError):
     """A Flower process did not start or stopped unexpectedly; the message says why."""
@@ -41,7 +43,11 @@ def flower_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, 
 
 
 class ManagedProcess:
-    """One child process in its own process group, logging to a file."""
+    """One child process in its own process group, logging to a file.
+
+    The child runs under :mod:`federation.flower.parent_guard`, so it ends when this
+    process dies, even by SIGKILL: a node's Flower processes never outlive the node.
+    """
 
     def __init__(self, name: str, command: Sequence[str], env: Mapping[str, str], log: Path):
         self.name = name
@@ -50,7 +56,7 @@ class ManagedProcess:
         log.parent.mkdir(parents=True, exist_ok=True)
         self._log = log.open("ab")
         self._proc = subprocess.Popen(
-            self.command,
+            guarded_command(self.command),
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=dict(env),
@@ -59,7 +65,7 @@ class ManagedProcess:
 
     @property
     def pid(self) -> int:
-        """The child's process id."""
+        """The child's process id (its guard's; the guard leads the process group)."""
         return self._proc.pid
 
     def alive(self) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 from flwr.supercore.run import Run
@@ -347,3 +347,29 @@ def test_a_run_without_progress_has_no_events(tmp_path: Path) -> None:
     # Assert
     assert events == []
     assert not (tmp_path / "never-started").exists()
+
+
+def test_an_error_the_superlink_sends_for_an_unavailable_node_counts_for_that_city(
+    tmp_path: Path,
+) -> None:
+    # Prepare: as the real Grid, give each instruction its id; the SuperLink (node 1)
+    # answers for city B, whose SuperNode stopped sending heartbeats.
+    def unavailable(message: Message) -> Message:
+        message.metadata.__dict__["_message_id"] = "instruction-22"
+        reply = Message(Error(code=3, reason="Node Unavailable"), reply_to=message)
+        reply.metadata.__dict__["_src_node_id"] = 1  # as the SuperLink sets it
+        return reply
+
+    grid, _ = watched(tmp_path, {11: trains(0.5), 22: unavailable})
+
+    # Execute
+    kept = list(grid.send_and_receive(instructions(grid, "train", [11, 22])))
+
+    # Assert
+    assert [m.metadata.src_node_id for m in kept] == [11]
+    (event,) = rounds_in(tmp_path / "run")
+    assert event["cities"] == {
+        CITY_A: event["cities"][CITY_A],
+        CITY_B: {"ok": False, "error": "Node Unavailable"},
+    }
+    assert event["cities"][CITY_A]["ok"] is True
