@@ -46,6 +46,9 @@ def demo(
         )
     except DemoOptionError as exc:
         raise fail(str(exc), 2) from exc
+    # Ctrl-C must stop the demo even when it was started with SIGINT ignored (as a
+    # background job of a non-interactive shell is), so both signals are set here.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         with readable_errors():
