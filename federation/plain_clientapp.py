@@ -32,11 +32,10 @@ from pathlib import Path
 import torch
 from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
-from torch.utils.data import Subset
 
 from federation.runspec import RunSpec
 from federation.tasks import SeriesSource, Task, TaskData, load_task
-from federation.training import DPSettings, TrainSettings, evaluate, fit
+from federation.training import DPSettings, TrainSettings, capped_train, evaluate, fit
 
 METRICS_RECORD = "metrics"
 """The reply's MetricRecord (the name the governed ClientApp uses)."""
@@ -129,11 +128,7 @@ def _data(task: Task, config: Mapping[str, object]) -> TaskData:
         raise PlainClientAppError(
             f"node config max-train-examples must be a whole number >= 0 (0: all), not {limit:g}"
         )
-    data = task.load(source)
-    count = len(data.train)  # type: ignore[arg-type]
-    if limit and count > limit:
-        return TaskData(train=Subset(data.train, range(count - int(limit), count)), test=data.test)
-    return data
+    return capped_train(task.load(source), int(limit))
 
 
 def _dp(config: Mapping[str, object]) -> DPSettings | None:

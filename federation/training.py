@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from federation.privacy import DPStep
 from federation.tasks.base import Task, TaskData
@@ -378,6 +378,19 @@ def _forked_rng(seed: int, device: torch.device) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices, device_type=device.type):
         torch.manual_seed(seed)
         yield
+
+
+def capped_train(data: TaskData, max_train_examples: int) -> TaskData:
+    """``data`` with only the latest ``max_train_examples`` training examples (0 = all).
+
+    A node's ``training.max_train_examples`` caps a dataset this way before a run; the
+    held-out examples are kept whole.
+    """
+    count = len(data.train)  # type: ignore[arg-type]  # map-style: the tasks' datasets are sized
+    if max_train_examples and count > max_train_examples:
+        kept = Subset(data.train, range(count - max_train_examples, count))
+        return TaskData(train=kept, test=data.test)
+    return data
 
 
 def _sized(dataset: Dataset[tuple[torch.Tensor, torch.Tensor]]) -> Any:

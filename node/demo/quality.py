@@ -31,12 +31,12 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import ConcatDataset, Dataset, Subset
+from torch.utils.data import ConcatDataset, Dataset
 
 from federation.runspec import OPTIMIZERS, OptimizerName
 from federation.tasks.base import SeriesSource, Task, TaskData
 from federation.tasks.forecast import HOURS_PER_WEEK, ForecastExamples
-from federation.training import TrainSettings, evaluate, fit
+from federation.training import TrainSettings, capped_train, evaluate, fit
 
 Configuration = Literal["federated", "local", "centralized"]
 """One of the three ways of training the comparison holds."""
@@ -236,19 +236,6 @@ def compare_quality(
     )
     say(f"quality: forecast week of {first.city} from {week.hours[0]:%Y-%m-%d}")
     return QualityComparison(federated=federated, local=local, centralized=centralized, week=week)
-
-
-def capped_train(data: TaskData, max_train_examples: int) -> TaskData:
-    """``data`` with only the latest ``max_train_examples`` training examples (0 = all).
-
-    The same cap as the node's runner (:mod:`node.training.runner`) applies to a
-    city's dataset before a run, so the baselines train on what the run trained on.
-    """
-    count = _count(data.train)
-    if max_train_examples and count > max_train_examples:
-        kept = Subset(data.train, range(count - max_train_examples, count))
-        return TaskData(train=kept, test=data.test)
-    return data
 
 
 def _load_model(task: Task, path: Path) -> torch.nn.Module:

@@ -27,7 +27,6 @@ from pathlib import Path
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 from flwr.supercore.run import Run
-from torch.utils.data import Subset
 
 from connector.agreement_terms import AgreementTerms, UseRefusedError, check_use
 from connector.audit import AuditLog
@@ -41,7 +40,7 @@ from federation.guard.context import GuardConfigError, GuardContext
 from federation.guard.rounds import is_train, run_id
 from federation.runspec import RunSpec, RunSpecError
 from federation.tasks import Task, TaskData, TaskDataError, TaskNotFoundError, load_task
-from federation.training import DPSettings, TrainingError, TrainSettings
+from federation.training import DPSettings, TrainingError, TrainSettings, capped_train
 from node.config import ConfigError, LoadedConfig, load_config
 from node.training.agreements import AgreementNotFoundError, find_agreement
 from node.training_data import series_source
@@ -188,11 +187,7 @@ class GovernedRunner:
             data = task.load(series_source(self.config, terms.dataset_id))
         except (ConfigError, TaskDataError) as exc:
             raise RunRefusedError(f"dataset {terms.dataset_id} cannot be read: {exc}") from exc
-        limit = self.config.model.training.max_train_examples
-        count = len(data.train)  # type: ignore[arg-type]
-        if limit and count > limit:
-            return TaskData(train=Subset(data.train, range(count - limit, count)), test=data.test)
-        return data
+        return capped_train(data, self.config.model.training.max_train_examples)
 
     def _guard(
         self, spec: RunSpec, terms: AgreementTerms, task: Task, data: TaskData

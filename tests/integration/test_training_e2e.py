@@ -17,15 +17,14 @@ import pytest
 
 from connector.store import create_engine
 from connector.store.ledger import SqlPrivacyLedger
-from federation.flower.process import free_port
 from federation.tasks import load_task
 from node.config import load_config
 from node.sample_data import sensor_dataset_id
-from tests.harness import Cluster, NodeProcess, hanse
+from tests.harness import Cluster, hanse
+from tests.integration.training_support import audit_kinds, federation, request_contract
 
 pytestmark = pytest.mark.integration
 
-RESEARCHER = "urn:hanse:researcher"
 CITIES = {
     "city-a": "107 Quay Street",
     "city-b": "45 Queen Street",
@@ -34,83 +33,14 @@ CITIES = {
 ROUNDS = 2
 
 
-def _federation(cluster: Cluster) -> tuple[NodeProcess, dict[str, NodeProcess]]:
-    protocol_port, fleet_port = free_port(), free_port()
-    researcher_peer = {
-        "name": "researcher",
-        "participant_id": RESEARCHER,
-        "address": f"127.0.0.1:{protocol_port}",
-        "fleet_address": f"127.0.0.1:{fleet_port}",
-    }
-    cities = {
-        name: cluster.start(
-            cluster.init(
-                name,
-                sensors=(sensor,),
-                edit={
-                    "peers": [researcher_peer],
-                    "training": {"max_train_examples": 1200, "reconcile_seconds": 1},
-                },
-            )
-        )
-        for name, sensor in CITIES.items()
-    }
-    researcher = cluster.start(
-        cluster.init(
-            "researcher",
-            peers=tuple(cities.values()),
-            edit={
-                "protocol": {"listen": f"127.0.0.1:{protocol_port}"},
-                "aggregator": {
-                    "enabled": True,
-                    "listen": f"127.0.0.1:{fleet_port}",
-                    "round_timeout_seconds": 240,
-                },
-            },
-        )
-    )
-    return researcher, cities
-
-
-def _audit_kinds(node: NodeProcess) -> list[str]:
-    listed = hanse("audit", "list", "--json", "--limit", "1000", "--config", str(node.config_path))
-    assert listed.returncode == 0, listed.stderr
-    return [entry["kind"] for entry in json.loads(listed.stdout)]
-
-
 def test_three_cities_train_a_forecaster_under_contract(cluster: Cluster) -> None:
     # Prepare: a federation, and a contract with each city from the researcher's CLI.
-    researcher, cities = _federation(cluster)
+    researcher, cities = federation(cluster, CITIES)
     config = str(researcher.config_path)
     task = load_task("forecast-next-hour")
-    agreements = []
-    for name, sensor in CITIES.items():
-        requested = hanse(
-            "contract",
-            "request",
-            name,
-            sensor_dataset_id(sensor),
-            "--purpose",
-            "forecasting",
-            "--task-id",
-            task.id,
-            "--task-hash",
-            task.content_hash(),
-            "--rounds",
-            str(ROUNDS),
-            "--epsilon",
-            "8",
-            "--delta",
-            "0.00001",
-            "--wait",
-            "--json",
-            "--config",
-            config,
-        )
-        assert requested.returncode == 0, requested.stderr
-        negotiation = json.loads(requested.stdout)
-        assert negotiation["state"] == "FINALIZED", negotiation
-        agreements.append(negotiation["id"])
+    agreements = [
+        request_contract(researcher, name, sensor, ROUNDS) for name, sensor in CITIES.items()
+    ]
 
     # Execute: start, watch to the end, show.
     started = hanse(
@@ -147,9 +77,9 @@ def test_three_cities_train_a_forecaster_under_contract(cluster: Cluster) -> Non
         assert last["train_mae"] > 0, last
 
     # Audit on both sides, chains intact; the ledgers record every round.
-    assert "training.run.started" in _audit_kinds(researcher)
+    assert "training.run.started" in audit_kinds(researcher)
     for name, city in cities.items():
-        kinds = _audit_kinds(city)
+        kinds = audit_kinds(city)
         assert "training.supernode.started" in kinds, (name, kinds)
         assert any(k.startswith("training.update") for k in kinds), (name, kinds)
         verified = hanse("audit", "verify", "--config", str(city.config_path))
