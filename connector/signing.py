@@ -42,6 +42,18 @@ The signature covers the agreement only: ``role``, ``participantId`` and ``signe
 are not signed. The role and participant are bound anyway, because the certificate
 must name the agreement's assigner or assignee; ``signedAt`` is the signer's claim of
 when it signed and is used to check that the certificate was valid then.
+
+Signing and verifying happen several times per negotiation, so what is costly and
+depends only on immutable input is kept in bounded, thread-safe caches
+(:func:`signing_cache_info`, :func:`clear_signing_caches`): certificates parsed from
+their PEM bytes, a node's signing key checked against its certificate (keyed by both
+PEM texts), trust bundles parsed into a store, and certificate chains found to chain to
+a trust bundle. A chain is remembered with the time span in which every certificate of
+its verified path is valid; a later check at a time outside that span is made afresh,
+so a cached result never outlives a certificate's ``notAfter``. Signatures found to
+match (or made here) are remembered by certificate, value and SHA-256 of the signed
+bytes. Failures are never cached, and a changed agreement has other canonical bytes,
+so it is checked afresh.
 """
 
 from __future__ import annotations
@@ -49,6 +61,8 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -63,6 +77,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
+from connector.bounded_cache import BoundedCache, CacheInfo
 from connector.clock import Clock, SystemClock
 from connector.identity.tls import participant_id_of
 
@@ -82,11 +97,49 @@ MAX_DEPTH: Final = 64
 """Deepest JSON nesting accepted in an agreement (it is canonicalized recursively)."""
 
 _BASE64URL = re.compile(r"^[A-Za-z0-9_-]+$")
+_WIDE_KEY = re.compile("[\ud800-\U0010ffff]")
+_SAFE_INT = 2**53 - 1
 _AGREEMENT_FIELDS = ("@id", "target", "assigner", "assignee")
 _SIGNATURE_KEYS = frozenset(
     {"role", "participantId", "algorithm", "certificatePem", "value", "signedAt"}
 )
 _DOCUMENT_KEYS = frozenset({"agreement", "signatures"})
+
+CERTIFICATE_CACHE_SIZE: Final = 256
+"""Most certificate PEM texts whose parsed certificates are kept."""
+SIGNER_CACHE_SIZE: Final = 16
+"""Most (certificate, private key) pairs kept parsed and checked for signing."""
+TRUST_STORE_CACHE_SIZE: Final = 16
+"""Most trust bundles kept parsed."""
+CHAIN_CACHE_SIZE: Final = 1024
+"""Most (trust bundle, certificate chain) pairs whose verified validity span is kept."""
+SIGNATURE_CACHE_SIZE: Final = 4096
+"""Most (certificate, signature, signed bytes) triples known to match."""
+
+
+@dataclass(frozen=True)
+class _Signer:
+    """A node's signing key, checked against its certificate."""
+
+    key: ec.EllipticCurvePrivateKey
+    leaf: x509.Certificate
+    participant_id: str | None
+    chain_pem: str
+    """The certificate chain as a signature carries it (PEM, leaf first)."""
+
+
+_certificates: BoundedCache[bytes, tuple[x509.Certificate, ...]] = BoundedCache(
+    "certificates", CERTIFICATE_CACHE_SIZE
+)
+_signers: BoundedCache[tuple[bytes, bytes], _Signer] = BoundedCache("signers", SIGNER_CACHE_SIZE)
+_trust_stores: BoundedCache[bytes, Store] = BoundedCache("trust_stores", TRUST_STORE_CACHE_SIZE)
+_chains: BoundedCache[tuple[bytes, bytes], tuple[datetime, datetime]] = BoundedCache(
+    "chains", CHAIN_CACHE_SIZE
+)
+_signatures: BoundedCache[tuple[str, str, bytes], bool] = BoundedCache(
+    "signatures", SIGNATURE_CACHE_SIZE
+)
+_CACHES: Final = (_certificates, _signers, _trust_stores, _chains, _signatures)
 
 
 class SigningError(Exception):
@@ -278,10 +331,20 @@ def canonical_bytes(document: Mapping[str, Any]) -> bytes:
     """
     if not isinstance(document, Mapping):
         raise SigningError(f"only a JSON object can be canonicalized, not {_json_type(document)}")
-    _check_depth(document)
+    plain = dict(document)
+    if _encoder_writes_canonical(plain, 1):
+        # The standard library's C encoder writes exactly the RFC 8785 bytes here.
+        try:
+            return json.dumps(
+                plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            ).encode("utf-8")
+        except UnicodeEncodeError:
+            pass  # a lone surrogate: rfc8785 names the problem
+    else:
+        _check_depth(document)  # the walk above may have stopped early
     try:
-        return rfc8785.dumps(dict(document))
-    except rfc8785.CanonicalizationError as exc:
+        return rfc8785.dumps(plain)
+    except ValueError as exc:  # CanonicalizationError, or a lone surrogate in a key
         raise SigningError(
             f"the document is not plain JSON and cannot be canonicalized: {exc}"
         ) from None
@@ -325,18 +388,11 @@ def sign_agreement(
     if role not in ROLES:
         raise SigningError(f"role must be 'provider' or 'consumer', not {role!r}")
     checked_role: Role = role
-    _check_agreement(agreement)
-    data = canonical_bytes(agreement)
-    chain = _certificate_chain(cert_pem, "certificate")
-    leaf = chain[0]
-    key = _private_key(key_pem)
-    if _spki(key.public_key()) != _spki(leaf.public_key()):
-        raise SigningError(
-            "the private key does not belong to the certificate; "
-            "use the key that was issued with that certificate"
-        )
+    data = _check_agreement(agreement)
+    signer = _signer(cert_pem, key_pem)
+    leaf = signer.leaf
     party_field = PARTY_FIELD[checked_role]
-    participant_id = participant_id_of(leaf)
+    participant_id = signer.participant_id
     if participant_id is None:
         raise SigningError(
             "the certificate has no URI subject alternative name, so it names no "
@@ -355,15 +411,15 @@ def sign_agreement(
             f"{_format_time(leaf.not_valid_before_utc)} to "
             f"{_format_time(leaf.not_valid_after_utc)}; renew it before signing"
         )
-    der = key.sign(data, ec.ECDSA(hashes.SHA256()))
+    der = signer.key.sign(data, ec.ECDSA(hashes.SHA256()))
+    value = base64.urlsafe_b64encode(der).rstrip(b"=").decode("ascii")
+    _signatures.put((signer.chain_pem, value, hashlib.sha256(data).digest()), True)
     return Signature(
         participant_id=participant_id,
         role=checked_role,
         algorithm=ALGORITHM,
-        certificate_pem="".join(
-            c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in chain
-        ),
-        value=base64.urlsafe_b64encode(der).rstrip(b"=").decode("ascii"),
+        certificate_pem=signer.chain_pem,
+        value=value,
         signed_at=_format_time(now),
     )
 
@@ -398,14 +454,9 @@ def verify_signed_agreement(
     """
     if at is not None and at.tzinfo is None:
         raise SigningError("'at' must be timezone-aware (for example datetime.now(UTC))")
-    try:
-        store = Store(x509.load_pem_x509_certificates(trust_bundle_pem))
-    except ValueError:
-        raise SigningError(
-            "the trust bundle holds no PEM certificate; give the federation CA "
-            "certificate(s) (ca.pem)"
-        ) from None
+    trust = _Trust(trust_bundle_pem, _trust_store(trust_bundle_pem))
     data = canonical_bytes(signed.agreement)
+    digest = hashlib.sha256(data).digest()
     checks: list[Check] = []
     for role in ROLES:
         of_role = [s for s in signed.signatures if s.role == role]
@@ -418,20 +469,30 @@ def verify_signed_agreement(
             checks.append(Check(f"{role}.present", False, detail))
             continue
         checks.append(Check(f"{role}.present", True, f"there is one {role} signature"))
-        checks.extend(_signature_checks(of_role[0], signed.agreement, data, store, at))
+        checks.extend(_signature_checks(of_role[0], signed.agreement, data, digest, trust, at))
     problem = next((c.detail for c in checks if not c.ok), None)
     return VerificationReport(ok=problem is None, checks=tuple(checks), problem=problem)
+
+
+@dataclass(frozen=True)
+class _Trust:
+    """A trust bundle: its PEM bytes (the cache key) and the parsed store."""
+
+    pem: bytes
+    store: Store
 
 
 def _signature_checks(
     signature: Signature,
     agreement: Mapping[str, Any],
     data: bytes,
-    store: Store,
+    digest: bytes,
+    trust: _Trust,
     at: datetime | None,
 ) -> list[Check]:
     role = signature.role
-    chain = _certificate_chain(_pem_bytes(signature.certificate_pem), "certificatePem")
+    chain_pem = _pem_bytes(signature.certificate_pem)
+    chain = _certificate_chain(chain_pem, "certificatePem")
     leaf = chain[0]
     public_key = leaf.public_key()
     if not isinstance(public_key, ec.EllipticCurvePublicKey) or not isinstance(
@@ -473,16 +534,14 @@ def _signature_checks(
     else:
         checks.append(Check(f"{role}.validity", True, f"{role} certificate was valid {moment}"))
 
-    verifier = PolicyBuilder().store(store).time(when).build_client_verifier()
-    try:
-        verifier.verify(leaf, chain[1:])
-    except (VerificationError, ValueError) as exc:
+    chain_problem = _chain_problem(chain, chain_pem, trust, when)
+    if chain_problem is not None:
         checks.append(
             Check(
                 f"{role}.chain",
                 False,
                 f"{role} certificate does not chain to a CA in the trust bundle {moment} "
-                f"({exc}); it was not issued by this federation",
+                f"({chain_problem}); it was not issued by this federation",
             )
         )
     else:
@@ -490,9 +549,7 @@ def _signature_checks(
             Check(f"{role}.chain", True, f"{role} certificate chains to the trust bundle")
         )
 
-    try:
-        public_key.verify(_b64decode(signature.value), data, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
+    if not _signature_matches(signature, public_key, data, digest):
         checks.append(
             Check(
                 f"{role}.signature",
@@ -526,7 +583,52 @@ def _signature_checks(
     return checks
 
 
-def _check_agreement(agreement: Any) -> None:
+def _chain_problem(
+    chain: tuple[x509.Certificate, ...], chain_pem: bytes, trust: _Trust, when: datetime
+) -> str | None:
+    """Why ``chain`` does not chain to ``trust`` at ``when``, or ``None`` when it does.
+
+    A verified path is remembered with the span in which all its certificates are
+    valid; within that span the answer is the same (the other checks do not depend on
+    time), outside it the chain is verified afresh.
+    """
+    key = (trust.pem, chain_pem)
+    span = _chains.get(key)
+    if span is not None and span[0] <= when <= span[1]:
+        return None
+    verifier = PolicyBuilder().store(trust.store).time(when).build_client_verifier()
+    try:
+        verified = verifier.verify(chain[0], list(chain[1:]))
+    except (VerificationError, ValueError) as exc:
+        return str(exc)
+    path = verified.chain
+    _chains.put(
+        key,
+        (
+            max(c.not_valid_before_utc for c in path),
+            min(c.not_valid_after_utc for c in path),
+        ),
+    )
+    return None
+
+
+def _signature_matches(
+    signature: Signature, public_key: ec.EllipticCurvePublicKey, data: bytes, digest: bytes
+) -> bool:
+    """Whether ``signature`` is the leaf key's ECDSA signature over ``data``."""
+    key = (signature.certificate_pem, signature.value, digest)
+    if _signatures.get(key):
+        return True
+    try:
+        public_key.verify(_b64decode(signature.value), data, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return False
+    _signatures.put(key, True)
+    return True
+
+
+def _check_agreement(agreement: Any) -> bytes:
+    """Check the fields an agreement must have; its canonical bytes."""
     if not isinstance(agreement, Mapping):
         raise SigningError(f"the agreement must be a JSON object, not {_json_type(agreement)}")
     if agreement.get("@type") != "Agreement":
@@ -537,7 +639,53 @@ def _check_agreement(agreement: Any) -> None:
         value = agreement.get(key)
         if not isinstance(value, str) or not value:
             raise SigningError(f"the agreement's {key!r} must be a non-empty string")
-    canonical_bytes(agreement)
+    return canonical_bytes(agreement)
+
+
+def signing_cache_info() -> tuple[CacheInfo, ...]:
+    """Size, capacity, hits and misses of each cache this module keeps (see the module doc)."""
+    return tuple(cache.info() for cache in _CACHES)
+
+
+def clear_signing_caches() -> None:
+    """Forget everything this module has cached (parsed keys, certificates, verified chains)."""
+    for cache in _CACHES:
+        cache.clear()
+
+
+def _encoder_writes_canonical(value: Any, depth: int) -> bool:
+    """Whether ``json.dumps`` (sorted keys, compact) writes ``value`` as RFC 8785 does.
+
+    True for plain dicts, lists, strings, booleans, ``None``, integers within
+    ±(2**53 - 1) and floats that Python and ECMAScript write alike (finite, no
+    exponent, not integral: RFC 8785 writes ``2.0`` as ``2``), where no object key has
+    a character from U+D800 up (whose code point order can differ from the UTF-16
+    order RFC 8785 sorts by). Stops at the first value that is not; a whole walk
+    that returns True has also checked the depth.
+
+    Raises:
+        SigningError: The value nests deeper than :data:`MAX_DEPTH`.
+    """
+    if depth > MAX_DEPTH:
+        raise SigningError(f"the document nests deeper than {MAX_DEPTH} levels")
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return bool(-_SAFE_INT <= value <= _SAFE_INT)
+    if kind is float:
+        text = repr(value)
+        return math.isfinite(value) and "e" not in text and not text.endswith(".0")
+    if kind is list or kind is tuple:
+        return all(_encoder_writes_canonical(item, depth + 1) for item in value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or (not key.isascii() and _WIDE_KEY.search(key)):
+                return False
+            if not _encoder_writes_canonical(item, depth + 1):
+                return False
+        return True
+    return False
 
 
 def _check_depth(document: Mapping[str, Any]) -> None:
@@ -564,13 +712,58 @@ def _pem_bytes(text: str) -> bytes:
         raise SigningError("certificatePem must be ASCII PEM text") from None
 
 
-def _certificate_chain(pem: bytes, name: str) -> list[x509.Certificate]:
+def _certificate_chain(pem: bytes, name: str) -> tuple[x509.Certificate, ...]:
+    chain = _certificates.get(pem)
+    if chain is not None:
+        return chain
     try:
-        return x509.load_pem_x509_certificates(pem)
+        chain = tuple(x509.load_pem_x509_certificates(pem))
     except ValueError:
         raise SigningError(
             f"{name} holds no PEM certificate ('-----BEGIN CERTIFICATE-----')"
         ) from None
+    _certificates.put(pem, chain)
+    return chain
+
+
+def _signer(cert_pem: bytes, key_pem: bytes) -> _Signer:
+    """The key of ``key_pem``, checked to belong to the leaf of ``cert_pem``."""
+    signer = _signers.get((cert_pem, key_pem))
+    if signer is not None:
+        return signer
+    chain = _certificate_chain(cert_pem, "certificate")
+    leaf = chain[0]
+    key = _private_key(key_pem)
+    if _spki(key.public_key()) != _spki(leaf.public_key()):
+        raise SigningError(
+            "the private key does not belong to the certificate; "
+            "use the key that was issued with that certificate"
+        )
+    signer = _Signer(
+        key=key,
+        leaf=leaf,
+        participant_id=participant_id_of(leaf),
+        chain_pem="".join(
+            c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in chain
+        ),
+    )
+    _signers.put((cert_pem, key_pem), signer)
+    return signer
+
+
+def _trust_store(trust_bundle_pem: bytes) -> Store:
+    store = _trust_stores.get(trust_bundle_pem)
+    if store is not None:
+        return store
+    try:
+        store = Store(x509.load_pem_x509_certificates(trust_bundle_pem))
+    except ValueError:
+        raise SigningError(
+            "the trust bundle holds no PEM certificate; give the federation CA "
+            "certificate(s) (ca.pem)"
+        ) from None
+    _trust_stores.put(trust_bundle_pem, store)
+    return store
 
 
 def _private_key(key_pem: bytes) -> ec.EllipticCurvePrivateKey:
