@@ -115,6 +115,8 @@ TASK = "forecast-next-hour"
 EPSILON = 50.0
 """The agreements' budget: ample for every repetition (about 0.4-1.3 per round here)."""
 DELTA = 1e-5
+WARM_UP_ROUNDS = 1
+"""Rounds of the governed warm-up run, before the timed runs."""
 BATCH_SIZE = 64
 LOCAL_EPOCHS = 1
 LEARNING_RATE = 0.01
@@ -365,8 +367,13 @@ class Governed:
         return traffic(self.control, run_id)
 
 
-def start_governed(work: Path, examples: int, rounds: int) -> Governed:
-    """City and researcher nodes as the e2e test starts them; contracts through the CLI."""
+def start_governed(work: Path, examples: int, agreed_rounds: int) -> Governed:
+    """City and researcher nodes as the e2e test starts them; contracts through the CLI.
+
+    Each contract allows ``agreed_rounds`` training rounds: an agreement's ``maxRounds``
+    bounds all its runs together, so they must cover every governed round the benchmark
+    trains under it (see :func:`agreed_rounds`).
+    """
     protocol_port, fleet_port = free_port(), free_port()
     researcher_peer = {
         "name": "researcher",
@@ -412,7 +419,7 @@ def start_governed(work: Path, examples: int, rounds: int) -> Governed:
             "--task-hash",
             task.content_hash(),
             "--rounds",
-            str(rounds),
+            str(agreed_rounds),
             "--epsilon",
             str(EPSILON),
             "--delta",
@@ -429,6 +436,16 @@ def start_governed(work: Path, examples: int, rounds: int) -> Governed:
             raise RuntimeError(f"contract with {name} is {negotiation['state']}")
         governed.agreements.append(negotiation["id"])
     return governed
+
+
+def agreed_rounds(repeats: int, rounds: int, breakdown: int) -> int:
+    """The training rounds each contract must allow, all the benchmark's runs together.
+
+    The warm-up run (:data:`WARM_UP_ROUNDS`), ``repeats`` timed governed runs of
+    ``rounds`` rounds, and one governed train message (a run of its own) per
+    ``breakdown`` repetition.
+    """
+    return WARM_UP_ROUNDS + repeats * rounds + breakdown
 
 
 def governed_run(governed: Governed, label: str, rounds: int) -> Outcome:
@@ -667,7 +684,8 @@ def message_breakdown(
     ``bench/training_message.py`` runs one message per process, as both arms do in
     deployment, one at a time (nothing else of the benchmark runs then). Each governed
     train message is a new run, so the city's ledger records a round per repetition
-    (the benchmark's throw-away city).
+    (the benchmark's throw-away city), one of the agreement's rounds (see
+    :func:`agreed_rounds`).
     """
     script = REPO / "bench" / "training_message.py"
     times: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -680,7 +698,7 @@ def message_breakdown(
                 # For context: the plain ClientApp without DP-SGD (the guard cannot do that).
                 arms.append(("plain without DP-SGD", "plain", 0.0))
             for label, arm, arm_noise in arms:
-                run_id = secrets.randbelow(2**62)  # a new run: the ledger allows its round
+                run_id = secrets.randbelow(2**62)  # a new run; the agreement allows its round
                 done = subprocess.run(
                     [
                         sys.executable,
@@ -861,7 +879,9 @@ def main() -> None:
         plain: Plain | None = None
         try:
             setup = time.perf_counter()
-            governed = start_governed(work, args.examples, args.rounds)
+            governed = start_governed(
+                work, args.examples, agreed_rounds(args.repeats, args.rounds, args.breakdown)
+            )
             governed_setup = time.perf_counter() - setup
             print(
                 f"governed federation up, contracts FINALIZED: {governed_setup:.1f} s", flush=True
@@ -873,7 +893,7 @@ def main() -> None:
                 f"plain federation up, SuperNodes online: {plain.setup_seconds:.1f} s", flush=True
             )
 
-            warm = governed_run(governed, "warm-up", 1)
+            warm = governed_run(governed, "warm-up", WARM_UP_ROUNDS)
             _print(warm)
             idle = idle_cores({"plain": plain.pids, "governed": governed.pids}, 20.0)
             print(

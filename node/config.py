@@ -310,6 +310,10 @@ class PeerConfig(_Model):
 
     A city node connects a SuperNode only to aggregators listed here: an agreement
     naming an aggregator without a fleet address never opens a connection."""
+    memberships: list[str] = []
+    """Groups this node places the peer in (for example ``urn:hanse:group:eu-cities``): the
+    ``membership`` fact its requests are checked against. Only this list counts, never
+    the peer's own claim; a peer not configured here belongs to no group."""
 
     @field_validator("address")
     @classmethod
@@ -320,6 +324,20 @@ class PeerConfig(_Model):
     @classmethod
     def _fleet_address(cls, value: str) -> str:
         return _check_listen(value, allow_empty=True)
+
+    @field_validator("memberships")
+    @classmethod
+    def _memberships(cls, groups: list[str]) -> list[str]:
+        for group in groups:
+            if not group.strip():
+                raise ValueError(
+                    "a membership must name a group, for example urn:hanse:group:eu-cities "
+                    f"(got {group!r})"
+                )
+            if group != group.strip():
+                raise ValueError(f"membership {group!r} has spaces around it; remove them")
+        _refuse_duplicates("membership", groups)
+        return groups
 
 
 class AggregatorSection(_Model):
@@ -405,6 +423,10 @@ class NodeConfig(_Model):
         _refuse_duplicates("peer name", [p.name for p in peers])
         _refuse_duplicates("peer participant_id", [p.participant_id for p in peers])
         return peers
+
+    def peer_memberships(self) -> dict[str, frozenset[str]]:
+        """The groups of each configured peer, by participant id (peers without any left out)."""
+        return {p.participant_id: frozenset(p.memberships) for p in self.peers if p.memberships}
 
 
 def _refuse_duplicates(label: str, values: list[str]) -> None:

@@ -263,6 +263,7 @@ class NodeServer:
             datasets=store,
             transport=GrpcTransport(self._peer_client),
             known_addresses={p.participant_id: p.address for p in self.model.peers},
+            memberships=self.model.peer_memberships(),
         )
         negotiation_protocol_pb2_grpc.add_NegotiationProtocolServiceServicer_to_server(
             NegotiationProtocolServicer(self.negotiation_engine, requests), protocol
@@ -377,7 +378,7 @@ class NodeServer:
         Imported here: Flower and torch load only in the node process, not in every CLI call.
         """
         from node.training.aggregator import Aggregator
-        from node.training.connectivity import Connectivity
+        from node.training.connectivity import Connectivity, ledger_rounds
         from node.training.service import add_training_service
 
         audit = SqlAuditLog(self._engine)
@@ -386,7 +387,11 @@ class NodeServer:
         if self.model.datasets:
             ledger = SqlPrivacyLedger(self._engine)
             self._connectivity = Connectivity(
-                self.config, negotiations, audit, spent=ledger.total_epsilon
+                self.config,
+                negotiations,
+                audit,
+                spent=ledger.total_epsilon,
+                rounds=ledger_rounds(ledger),
             )
 
     def _stop_training(self) -> None:

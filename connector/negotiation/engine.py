@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -70,6 +70,7 @@ from connector.negotiation.usage import (
     usage_constraints,
     usage_from_constraints,
     usage_request,
+    with_memberships,
 )
 from connector.policy import evaluate, normalize_offer_policy
 from connector.policy.shape import PolicyError
@@ -150,6 +151,7 @@ class NegotiationEngine:
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
         known_addresses: Mapping[str, str] | None = None,
+        memberships: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
         self.party = party
         self.store = store
@@ -162,6 +164,11 @@ class NegotiationEngine:
         """Participant id to protocol address of configured peers: used instead of a
         consumer's callback address, so a configured peer is reached where the operator
         said it is."""
+        self.memberships = {peer: frozenset(groups) for peer, groups in (memberships or {}).items()}
+        """Participant id to the groups this node's operator placed each configured peer in
+        (peer config ``memberships``). As provider, a request is checked, and its usage
+        recorded, with the groups of the authenticated sender; a peer not listed belongs to
+        no group. What a consumer says about its own groups never counts."""
         self.wake = threading.Event()
         """Set whenever a message becomes due (with no :attr:`on_pending`) or a retry
         is scheduled; the dispatcher thread waits on it."""
@@ -413,7 +420,7 @@ class NegotiationEngine:
         offer_in = dict(message.offer or {})
         dataset_id = str(offer_in.get("target", ""))
         offer = _offer_record(self.datasets, str(offer_in.get("@id", "")), dataset_id)
-        usage = usage_from_constraints(_constraints(offer_in))
+        usage = self._with_groups(usage_from_constraints(_constraints(offer_in)), sender_id)
         decision = evaluate(
             offer.policy, usage_request(usage, assignee=sender_id), now=self.clock.now()
         )
@@ -479,7 +486,7 @@ class NegotiationEngine:
         self, record: NegotiationRecord, message: DspMessage, sender_id: str
     ) -> NegotiationRecord:
         offer_in = dict(message.offer or {})
-        usage = usage_from_constraints(_constraints(offer_in))
+        usage = self._with_groups(usage_from_constraints(_constraints(offer_in)), sender_id)
         stored = _offer_record(self.datasets, record.offer_id, record.dataset_id)
         decision = evaluate(
             stored.policy, usage_request(usage, assignee=sender_id), now=self.clock.now()
@@ -571,6 +578,8 @@ class NegotiationEngine:
     def _agree_to_accepted(self, record: NegotiationRecord) -> Step:
         # The consumer accepted this node's offer: agree, unless the offer does not
         # permit the use the consumer stated (then an agreement would contradict itself).
+        # The consumer's groups are read afresh from this node's peer config.
+        record = replace(record, usage=self._with_groups(record.usage, record.counterparty_id))
         decision = evaluate(
             record.offer,
             usage_request(record.usage, assignee=record.counterparty_id),
@@ -586,6 +595,10 @@ class NegotiationEngine:
             reasons=(why,),
         )
         return self._step(replace(record, reason=why), Message.TERMINATION, message, actor="node")
+
+    def _with_groups(self, usage: Mapping[str, Any], consumer_id: str) -> dict[str, Any]:
+        """``usage`` with the groups this node's peer config gives ``consumer_id``."""
+        return with_memberships(usage, self.memberships.get(consumer_id, frozenset()))
 
     def _agree(self, record: NegotiationRecord, *, actor: str) -> Step:
         agreement = build_agreement(

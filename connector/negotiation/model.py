@@ -113,7 +113,9 @@ class NegotiationRecord:
     offer: Mapping[str, Any]
     """The latest offer on the table (ODRL, with ``target``)."""
     usage: Mapping[str, Any]
-    """What the consumer stated it will do (purpose, task, rounds, budget...)."""
+    """What the consumer stated it will do (purpose, task, rounds, budget...); at the
+    provider also the groups it placed the consumer in (``memberships``, from its peer
+    config; see :func:`connector.negotiation.usage.with_memberships`)."""
     agreement: Mapping[str, Any] | None = None
     """The DSP Agreement, once the provider sent one."""
     signatures: tuple[Mapping[str, Any], ...] = ()

@@ -4,11 +4,16 @@ The consumer's request carries its usage as ``eq`` constraints in the offer it
 sends (DSP: the terms at which it would accept); the provider reads them back into
 a :class:`~connector.policy.UsageRequest` and evaluates its own policy against
 them. The agreement keeps both: the provider's policy and the stated usage.
+
+Which groups the consumer belongs to (the ``membership`` fact) is never the
+consumer's word: the provider records the groups its own peer config places the
+consumer in under :data:`MEMBERSHIPS`, next to the stated usage
+(:func:`with_memberships`), and :func:`usage_request` reads them from there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from connector.errors import invalid_argument
@@ -26,6 +31,12 @@ USAGE_FIELDS: dict[str, str] = {
 }
 """Usage keys (management API, CLI) and the ODRL left operand each becomes."""
 
+MEMBERSHIPS = "memberships"
+"""Usage key under which a provider records the consumer's groups (from its peer config).
+
+Set only by the provider; a consumer cannot state it (:func:`check_usage` refuses the
+key, :func:`usage_from_constraints` never reads a ``membership`` constraint)."""
+
 _NUMBERS = {"max_rounds": int, "min_participants": int, "epsilon": float, "delta": float}
 
 
@@ -37,6 +48,12 @@ def check_usage(usage: Mapping[str, Any]) -> dict[str, Any]:
     """
     result: dict[str, Any] = {}
     for key, value in usage.items():
+        if key == MEMBERSHIPS:
+            raise invalid_argument(
+                "memberships are not stated by the consumer: the provider decides which "
+                "groups a peer belongs to, from its own peer config; remove the key",
+                f"usage.{key}",
+            )
         if key not in USAGE_FIELDS:
             known = ", ".join(USAGE_FIELDS)
             raise invalid_argument(f"unknown usage key {key!r}; known: {known}", f"usage.{key}")
@@ -94,11 +111,29 @@ def usage_from_constraints(constraints: Sequence[Mapping[str, Any]]) -> dict[str
     return usage
 
 
+def with_memberships(usage: Mapping[str, Any], groups: Iterable[str]) -> dict[str, Any]:
+    """``usage`` with the provider's ``groups`` for the consumer recorded (sorted).
+
+    Any memberships already in ``usage`` are replaced; with no groups the key is left
+    out, so a usage without memberships reads as the empty set.
+    """
+    result = {key: value for key, value in usage.items() if key != MEMBERSHIPS}
+    recorded = sorted(set(groups))
+    if recorded:
+        result[MEMBERSHIPS] = recorded
+    return result
+
+
 def usage_request(usage: Mapping[str, Any], *, assignee: str) -> UsageRequest:
-    """The facts the policy evaluator checks, for a consumer ``assignee``."""
+    """The facts the policy evaluator checks, for a consumer ``assignee``.
+
+    Its memberships are those the provider recorded under :data:`MEMBERSHIPS` (none: the
+    empty set).
+    """
     task = usage.get("task") or {}
     return UsageRequest(
         assignee=assignee,
+        memberships=_recorded_memberships(usage.get(MEMBERSHIPS)),
         purpose=usage.get("purpose"),
         task_id=task.get("id"),
         task_hash=task.get("hash"),
@@ -109,3 +144,17 @@ def usage_request(usage: Mapping[str, Any], *, assignee: str) -> UsageRequest:
         min_participants=usage.get("min_participants"),
         jurisdiction=usage.get("jurisdiction"),
     )
+
+
+def _recorded_memberships(value: Any) -> Any:
+    """The recorded memberships as a set of group ids.
+
+    Anything but a list of strings is passed on as it is, so the evaluator finds every
+    ``membership`` constraint undecided (fail closed) instead of reading, say, a string's
+    characters as groups.
+    """
+    if value is None:
+        return frozenset()
+    if isinstance(value, list | tuple) and all(isinstance(group, str) for group in value):
+        return frozenset(value)
+    return value

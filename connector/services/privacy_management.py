@@ -37,7 +37,7 @@ class AgreedBudget:
     epsilon: float | None
     """The epsilon the agreement allows."""
     max_rounds: int | None
-    """The rounds per run the agreement allows."""
+    """The training rounds the agreement allows over all its runs (``maxRounds``)."""
 
 
 class PrivacyManagementServicer(privacy_management_pb2_grpc.PrivacyManagementServiceServicer):

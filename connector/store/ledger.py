@@ -222,6 +222,28 @@ class SqlPrivacyLedger(SqlStoreBase):
         with self._read() as session:
             return int(session.exec(query).one())
 
+    def rounds_by_run(self, agreement_id: str) -> dict[str, int]:
+        """Rounds recorded under ``agreement_id`` by run, in the order the runs began."""
+        query = (
+            select(PrivacyLedgerRoundRow.run_id, func.count())
+            .where(col(PrivacyLedgerRoundRow.agreement_id) == agreement_id)
+            .group_by(col(PrivacyLedgerRoundRow.run_id))
+            .order_by(func.min(col(PrivacyLedgerRoundRow.seq)))
+        )
+        with self._read() as session:
+            return {str(run): int(count) for run, count in session.exec(query).all()}
+
+    def last_round_time(self, agreement_id: str) -> datetime | None:
+        """When the newest round under ``agreement_id`` was recorded; None if none was."""
+        query = (
+            select(PrivacyLedgerRoundRow.time)
+            .where(col(PrivacyLedgerRoundRow.agreement_id) == agreement_id)
+            .order_by(col(PrivacyLedgerRoundRow.seq).desc())
+            .limit(1)
+        )
+        with self._read() as session:
+            return session.exec(query).first()
+
     def total_epsilon(self, dataset_id: str) -> float:
         """The epsilon ``dataset_id`` has spent: that after its newest round, 0.0 if none."""
         query = select(PrivacyLedgerHeadRow.epsilon).where(

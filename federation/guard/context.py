@@ -55,7 +55,7 @@ class GuardContext:
     dataset_id: str
     """The dataset trained on; its privacy ledger spans every agreement."""
     max_rounds: int
-    """Training rounds the agreement allows per run (its ``maxRounds``)."""
+    """Training rounds the agreement allows over all its runs (its ``maxRounds``)."""
     epsilon_budget: float
     """The most the dataset's epsilon may reach, over every agreement: the lesser of
     the agreement's ``epsilon`` and the node's budget for the dataset."""

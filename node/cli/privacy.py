@@ -40,7 +40,7 @@ def _time(message: Any, field: str) -> str:
 def _agreed(spend: pb.PrivacyAgreementSpend) -> str:
     epsilon = f"{spend.agreed_epsilon:g}" if spend.agreed_epsilon else "?"
     rounds = str(spend.agreed_max_rounds) if spend.agreed_max_rounds else "?"
-    return f"ε {epsilon}, {rounds} rounds/run"
+    return f"ε {epsilon}, {rounds} rounds in all"
 
 
 @app.command("list")

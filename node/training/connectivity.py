@@ -1,8 +1,10 @@
 """A city's SuperNodes follow its agreements: one per aggregator an agreement allows now.
 
 Every few seconds the node lists its FINALIZED agreements as provider, keeps those
-whose policy still permits the stated use now (not expired, not terminated) and
-whose privacy budget is not spent, and that state what the runner enforces (task
+whose policy still permits the stated use now (not expired, not terminated), whose
+privacy budget is not spent and whose training rounds (``maxRounds``, counted over all
+its runs) are not all used (or were used up less than :data:`ROUNDS_GRACE` ago, so the
+last run can still evaluate its final model), and that state what the runner enforces (task
 hash, rounds, epsilon), and groups them by aggregator. It starts a SuperNode towards
 each such aggregator that its config lists with a fleet address and whose
 SuperLink's certificate names that aggregator, and stops every SuperNode whose last
@@ -28,6 +30,7 @@ from connector.negotiation.model import NegotiationRecord, NegotiationStore
 from connector.negotiation.states import NegotiationState, Role
 from connector.negotiation.usage import usage_request
 from connector.policy import PolicyError, evaluate
+from connector.store.ledger import SqlPrivacyLedger
 from federation.flower.process import FlowerProcessError
 from federation.flower.supernode import SuperNode, SuperNodeSettings
 from node.config import LoadedConfig
@@ -37,6 +40,17 @@ _log = logging.getLogger(__name__)
 
 SpentEpsilon = Callable[[str], float]
 """Dataset id -> epsilon its privacy ledger has spent so far."""
+
+AgreementRounds = Callable[[str], tuple[int, datetime | None]]
+"""Agreement id -> the training rounds its runs have used so far, all runs together,
+and when the newest of them was recorded (None if none)."""
+
+ROUNDS_GRACE = timedelta(minutes=30)
+"""How long an agreement whose rounds are all used still allows its aggregator after
+its last round was recorded. The run that used the last round still evaluates the final
+model (evaluation is no training round, so it is never refused for rounds), and other
+cities may still be training that round; stopping the SuperNode at once would fail that
+evaluation. Generous on purpose: training under the agreement is refused all the same."""
 
 RESTART_DELAY_MAX = timedelta(minutes=5)
 """The longest wait before a SuperNode that exited is started again."""
@@ -59,8 +73,13 @@ def allowed_aggregators(
     fleet_addresses: Mapping[str, str],
     spent: SpentEpsilon,
     clock: Clock,
+    rounds: AgreementRounds,
 ) -> tuple[dict[str, Allowed], dict[str, str]]:
     """Which aggregators the agreements allow now, and why the others are not.
+
+    An agreement whose privacy budget is spent (``spent``), or whose ``maxRounds`` are
+    all used (``rounds``) since :data:`ROUNDS_GRACE` or longer, allows no aggregator,
+    like an expired one.
 
     Returns:
         The allowed aggregators by participant id, and for each aggregator some
@@ -101,6 +120,17 @@ def allowed_aggregators(
                 aggregator, f"agreement {name}: the privacy budget of {record.dataset_id} is spent"
             )
             continue
+        max_rounds = usage.get("max_rounds")
+        used, last = rounds(name)
+        if (
+            isinstance(max_rounds, int | float)
+            and used >= max_rounds
+            and (last is None or now - last >= ROUNDS_GRACE)
+        ):
+            blocked.setdefault(
+                aggregator, f"agreement {name}: its {max_rounds:g} training round(s) are all used"
+            )
+            continue
         if aggregator not in fleet_addresses:
             blocked.setdefault(
                 aggregator,
@@ -130,6 +160,20 @@ def _unenforceable(usage: Mapping[str, object]) -> str:
     return ""
 
 
+def ledger_rounds(ledger: SqlPrivacyLedger) -> AgreementRounds:
+    """Each agreement's rounds used over all its runs, and when the last, from ``ledger``."""
+
+    def rounds(agreement_id: str) -> tuple[int, datetime | None]:
+        return ledger.rounds_used(agreement_id), ledger.last_round_time(agreement_id)
+
+    return rounds
+
+
+def _no_rounds(agreement_id: str) -> tuple[int, datetime | None]:
+    """No rounds used: for a :class:`Connectivity` not given the ledger's count."""
+    return 0, None
+
+
 @dataclass(frozen=True)
 class _Restart:
     """When a SuperNode that exited may be started again."""
@@ -150,11 +194,25 @@ class Connectivity:
         audit: AuditLog,
         spent: SpentEpsilon,
         clock: Clock | None = None,
+        rounds: AgreementRounds | None = None,
     ) -> None:
+        """Follow the FINALIZED provider agreements in ``store``.
+
+        Args:
+            loaded: The city node's config (peers' fleet addresses, TLS, training).
+            store: The node's negotiations.
+            audit: Where SuperNode starts and stops are written.
+            spent: The epsilon each dataset's privacy ledger has spent.
+            clock: When "now" is, for expiry and restart delays (system clock).
+            rounds: The training rounds each agreement has used over all its runs, and
+                when the last (:func:`ledger_rounds`); None counts none here (the runner
+                and the guard refuse used-up rounds all the same).
+        """
         self._config = loaded
         self._store = store
         self._audit = audit
         self._spent = spent
+        self._rounds = rounds or _no_rounds
         self._clock = clock or SystemClock()
         self._nodes: dict[str, SuperNode] = {}
         self._grants: dict[str, Allowed] = {}
@@ -190,7 +248,9 @@ class Connectivity:
             p.participant_id: p.fleet_address for p in self._config.model.peers if p.fleet_address
         }
         records = list(negotiations(self._store, state=NegotiationState.FINALIZED.value))
-        allowed, blocked = allowed_aggregators(records, fleet, self._spent, self._clock)
+        allowed, blocked = allowed_aggregators(
+            records, fleet, self._spent, self._clock, self._rounds
+        )
         now = self._clock.now()
         with self._lock:
             previous, self.blocked = self.blocked, blocked

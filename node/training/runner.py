@@ -7,9 +7,9 @@ receives from that aggregator.
 Before any data is read the runner checks the run against the city's own copy of
 the agreement the run names for this city: FINALIZED, unexpired, made with this
 aggregator, for this task id and content hash, with no more rounds than agreed and
-a privacy budget stated; and, for a train message, that the run has rounds left and
-the dataset's privacy ledger has budget left. Only then does it read the dataset and
-run the installed task inside the node's guard
+a privacy budget stated; and, for a train message, that the agreement has rounds left
+(counted over all its runs) and the dataset's privacy ledger has budget left. Only
+then does it read the dataset and run the installed task inside the node's guard
 (:func:`federation.clientapp.governed_client_app`), which enforces rounds and budget
 exactly, round by round.
 A refusal goes back to the researcher as a Flower error with its reason and is
@@ -37,7 +37,7 @@ from connector.store.ledger import SqlPrivacyLedger
 from federation.clientapp import governed_client_app
 from federation.flower.runtime import RunRefusedError, serve_task
 from federation.guard.context import GuardConfigError, GuardContext
-from federation.guard.rounds import is_train, run_id
+from federation.guard.rounds import is_train, rounds_used_up
 from federation.runspec import RunSpec, RunSpecError
 from federation.tasks import Task, TaskData, TaskDataError, TaskNotFoundError, load_task
 from federation.training import DPSettings, TrainingError, TrainSettings, capped_train
@@ -159,20 +159,17 @@ class GovernedRunner:
         return task
 
     def _check_left(self, spec: RunSpec, terms: AgreementTerms, message: Message) -> None:
-        """Refuse a train message when the run's rounds or the dataset's budget are used up.
+        """Refuse a train message when the agreement's rounds or the dataset's budget are used up.
 
-        The guard enforces both exactly; this spares reading the dataset for a round
-        that cannot run (each message gets a runner of its own).
+        The agreement's rounds are counted over all its runs. The guard enforces both
+        exactly; this spares reading the dataset for a round that cannot run (each
+        message gets a runner of its own).
         """
         if not is_train(message) or terms.max_rounds is None:
             return
-        run = run_id(message)
-        used = self.ledger.rounds_used(terms.agreement_id, run)
-        if used >= terms.max_rounds:
-            raise RunRefusedError(
-                f"agreement {terms.agreement_id} allows {terms.max_rounds} training round(s) "
-                f"per run and run {run} has used {used}; negotiate a new agreement for more rounds"
-            )
+        used_up = rounds_used_up(self.ledger, terms.agreement_id, terms.max_rounds)
+        if used_up:
+            raise RunRefusedError(f"{used_up}; negotiate a new agreement for more rounds")
         budget = _budget(spec, terms)
         spent = self.ledger.total_epsilon(terms.dataset_id)
         if spent >= budget:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -801,3 +802,61 @@ def test_aggregator_config_turns_the_aggregator_role_on_at_the_fleet_port(helm):
         "urn:hanse:city-b": None,
         "urn:hanse:research-aggregator": "fleet.research.example:8000",
     }
+
+
+MEMBER_PEERS = [
+    {
+        "name": "city-b",
+        "participantId": "urn:hanse:city-b",
+        "address": "hanse.city-b.example:443",
+        "memberships": ["urn:hanse:group:eu-cities", "urn:hanse:group:coastal"],
+    },
+    {"name": "city-c", "participantId": "urn:hanse:city-c", "address": "hanse.city-c.example:443"},
+]
+
+
+def test_peer_memberships_reach_the_node_config(helm, tmp_path):
+    # Prepare
+    peers = ("--set-json", f"peers={json.dumps(MEMBER_PEERS)}")
+
+    # Execute
+    docs = render(helm, "city-sqlite", *peers)
+    path = tmp_path / "config.yaml"
+    path.write_text(node_config_text(docs), encoding="utf-8")
+    loaded = load_config(path)
+
+    # Assert
+    rendered = {p["participant_id"]: p.get("memberships") for p in node_config(docs)["peers"]}
+    assert rendered == {
+        "urn:hanse:city-b": ["urn:hanse:group:eu-cities", "urn:hanse:group:coastal"],
+        "urn:hanse:city-c": None,
+    }
+    assert loaded.model.peer_memberships() == {
+        "urn:hanse:city-b": frozenset({"urn:hanse:group:eu-cities", "urn:hanse:group:coastal"})
+    }
+
+
+@pytest.mark.parametrize(
+    ("memberships", "message"),
+    [
+        ([""], "peers.0.memberships.0: Does not match pattern"),
+        ([" urn:hanse:group:eu-cities"], "peers.0.memberships.0: Does not match pattern"),
+        (["urn:hanse:group:a", "urn:hanse:group:a"], "peers.0.memberships: array items"),
+        ([5], "peers.0.memberships.0: Invalid type. Expected: string"),
+        ("urn:hanse:group:a", "peers.0.memberships: Invalid type. Expected: array"),
+    ],
+    ids=["empty", "spaces", "duplicate", "number", "not-a-list"],
+)
+def test_schema_rejects_bad_peer_memberships(helm, memberships, message):
+    # Prepare
+    peer = {**MEMBER_PEERS[0], "memberships": memberships}
+
+    # Execute
+    result = _template(
+        helm, "-f", EXAMPLES["city-sqlite"], "--set-json", f"peers={json.dumps([peer])}"
+    )
+
+    # Assert
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert message in result.stderr, result.stderr

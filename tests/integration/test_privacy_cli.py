@@ -150,7 +150,7 @@ def test_list_prints_a_table_of_budgets(city: NodeProcess) -> None:
     text = plain(result.stdout)
     assert "privacy budgets" in text
     quay_line = next(line for line in text.splitlines() if QUAY in line)
-    assert "1.6904" in quay_line and f"{AGREEMENT} (3 rounds; ε 4, 3 rounds/run)" in quay_line
+    assert "1.6904" in quay_line and f"{AGREEMENT} (3 rounds; ε 4, 3 rounds in all)" in quay_line
     k_road_line = next(line for line in text.splitlines() if K_ROAD in line)
     assert "0.0000" in k_road_line
 
@@ -164,8 +164,8 @@ def test_show_prints_the_summary_and_every_round(city: NodeProcess) -> None:
     text = plain(result.stdout)
     assert "epsilon spent:  1.6904 (delta 1e-05)" in text
     assert "rounds:         3" in text
-    agreement_line = next(line for line in text.splitlines() if "rounds/run" in line)
-    assert "ε 4, 3 rounds/run" in agreement_line and "2.3096" in agreement_line
+    agreement_line = next(line for line in text.splitlines() if "rounds in all" in line)
+    assert "ε 4, 3 rounds in all" in agreement_line and "2.3096" in agreement_line
     round_lines = [line for line in text.splitlines() if "run-" in line]
     assert len(round_lines) == 3
     assert "0.9112" in round_lines[0] and "1.3377" in round_lines[1]

@@ -108,6 +108,38 @@ def test_rounds_are_counted_per_agreement_and_per_run(ledger: SqlPrivacyLedger) 
     assert ledger.rounds_used("urn:uuid:a", "8") == 1
     assert ledger.rounds_used("urn:uuid:b", "7") == 1
     assert ledger.rounds_used("urn:uuid:c") == 0
+    assert ledger.rounds_by_run("urn:uuid:a") == {"7": 2, "8": 1}
+    assert ledger.rounds_by_run("urn:uuid:b") == {"7": 1}
+    assert ledger.rounds_by_run("urn:uuid:c") == {}
+
+
+def test_the_last_round_time_is_that_of_the_agreements_newest_round(
+    ledger: SqlPrivacyLedger, clock: FixedClock
+) -> None:
+    # Prepare
+    assert ledger.last_round_time("urn:uuid:a") is None
+    spend(ledger, run_id="7", round=1, expected_rounds=0)
+    clock.advance(timedelta(minutes=5))
+    spend(ledger, run_id="8", round=1, expected_rounds=1)
+    clock.advance(timedelta(minutes=5))
+
+    # Execute
+    spend(ledger, agreement_id="urn:uuid:b", run_id="9", round=1, expected_rounds=2)
+
+    # Assert
+    assert ledger.last_round_time("urn:uuid:a") == T0 + timedelta(minutes=5)
+    assert ledger.last_round_time("urn:uuid:b") == T0 + timedelta(minutes=10)
+    assert ledger.last_round_time("urn:uuid:c") is None
+
+
+def test_runs_are_listed_in_the_order_they_began(ledger: SqlPrivacyLedger) -> None:
+    # Prepare / Execute: run 9 began first; in text order "10" would come first.
+    spend(ledger, run_id="9", round=1, expected_rounds=0)
+    spend(ledger, run_id="10", round=1, expected_rounds=1)
+    spend(ledger, run_id="9", round=2, expected_rounds=2)
+
+    # Assert
+    assert list(ledger.rounds_by_run("urn:uuid:a").items()) == [("9", 2), ("10", 1)]
 
 
 def test_datasets_have_separate_ledgers(ledger: SqlPrivacyLedger) -> None:

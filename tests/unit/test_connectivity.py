@@ -18,7 +18,7 @@ import pytest
 from connector.clock import FixedClock
 from connector.negotiation.model import NegotiationRecord
 from connector.negotiation.states import NegotiationState, Role
-from node.training.connectivity import Allowed, allowed_aggregators
+from node.training.connectivity import ROUNDS_GRACE, Allowed, allowed_aggregators, ledger_rounds
 from tests.unit.city_support import DATASET, OTHER, RESEARCHER, City, make_city, usage
 
 FLEET = {RESEARCHER: "127.0.0.1:9092", OTHER: "127.0.0.1:9093"}
@@ -37,12 +37,22 @@ def allowed(
     *,
     fleet: dict[str, str] | None = None,
     spent: float = 0.0,
+    rounds: dict[str, tuple[int, datetime | None]] | None = None,
     now: datetime = NOW,
 ) -> tuple[dict[str, Allowed], dict[str, str]]:
-    """``allowed_aggregators`` over ``records``, checking it changes none of them."""
+    """``allowed_aggregators`` over ``records``, checking it changes none of them.
+
+    ``rounds``: by agreement id, the training rounds used and when the last (none if
+    the agreement is not named).
+    """
     before = copy.deepcopy(records)
+    used = rounds or {}
     result = allowed_aggregators(
-        records, FLEET if fleet is None else fleet, lambda dataset: spent, FixedClock(now)
+        records,
+        FLEET if fleet is None else fleet,
+        lambda dataset: spent,
+        FixedClock(now),
+        lambda agreement: used.get(agreement, (0, None)),
     )
     assert records == before
     return result
@@ -125,6 +135,58 @@ def test_a_spent_budget_blocks_its_aggregator(city: City) -> None:
     assert blocked == {
         RESEARCHER: f"agreement urn:uuid:agreement-spent: the privacy budget of {DATASET} is spent"
     }
+
+
+def test_an_agreement_whose_rounds_are_all_used_blocks_its_aggregator(city: City) -> None:
+    # Prepare: the agreement allows 3 rounds, counted over all its runs.
+    record = city.agreement("rounds-used", stated=usage(max_rounds=3))
+    name = "urn:uuid:agreement-rounds-used"
+    long_ago = NOW - ROUNDS_GRACE
+
+    # Execute
+    under, _ = allowed([record], rounds={name: (2, long_ago)})
+    grants, blocked = allowed([record], rounds={name: (3, long_ago)})
+
+    # Assert
+    assert list(under) == [RESEARCHER]
+    assert grants == {}
+    assert blocked == {RESEARCHER: f"agreement {name}: its 3 training round(s) are all used"}
+
+
+def test_the_last_round_leaves_time_to_evaluate_the_final_model(city: City) -> None:
+    # Prepare: the agreement's last round was recorded a moment ago.
+    record = city.agreement("rounds-just-used", stated=usage(max_rounds=2))
+    name = "urn:uuid:agreement-rounds-just-used"
+    last = NOW - timedelta(seconds=5)
+
+    # Execute
+    during, _ = allowed([record], rounds={name: (2, last)})
+    grants, blocked = allowed([record], rounds={name: (2, last)}, now=last + ROUNDS_GRACE)
+
+    # Assert: allowed within the grace, blocked from its end.
+    assert list(during) == [RESEARCHER]
+    assert grants == {}
+    assert blocked == {RESEARCHER: f"agreement {name}: its 2 training round(s) are all used"}
+
+
+def test_an_agreement_with_rounds_left_keeps_the_aggregator_another_used_up(city: City) -> None:
+    # Prepare
+    used_up = city.agreement("rounds-gone", stated=usage(max_rounds=2))
+    left = city.agreement("rounds-left", stated=usage(max_rounds=2))
+    long_ago = NOW - ROUNDS_GRACE
+
+    # Execute
+    grants, blocked = allowed(
+        [used_up, left],
+        rounds={
+            "urn:uuid:agreement-rounds-gone": (2, long_ago),
+            "urn:uuid:agreement-rounds-left": (1, long_ago),
+        },
+    )
+
+    # Assert
+    assert grants[RESEARCHER].agreements == ("urn:uuid:agreement-rounds-left",)
+    assert blocked == {}
 
 
 @pytest.mark.parametrize(
@@ -212,3 +274,30 @@ def test_an_unreadable_agreement_blocks_with_the_reason(city: City) -> None:
     # Assert
     assert grants == {}
     assert blocked[RESEARCHER].startswith("agreement urn:uuid:agreement-unreadable is unreadable: ")
+
+
+def test_ledger_rounds_counts_every_run_of_an_agreement(city: City) -> None:
+    # Prepare: two runs under one agreement, one under another.
+    name = "urn:uuid:agreement-ledger-rounds"
+    for run, agreement in (("1", name), ("2", name), ("1", "urn:uuid:agreement-other")):
+        seq = len(city.ledger.history(DATASET))
+        city.ledger.record_round(
+            dataset_id=DATASET,
+            agreement_id=agreement,
+            run_id=run,
+            round=1,
+            sample_rate=0.25,
+            noise_multiplier=1.0,
+            steps=4,
+            delta=1e-5,
+            epsilon_after=0.1 * (seq + 1),
+            expected_rounds=seq,
+        )
+    newest = [r for r in city.ledger.history(DATASET) if r.agreement_id == name][-1]
+
+    # Execute
+    counted = ledger_rounds(city.ledger)
+
+    # Assert
+    assert counted(name) == (2, newest.time)
+    assert counted("urn:uuid:agreement-none") == (0, None)

@@ -443,7 +443,7 @@ def test_the_round_after_the_agreed_rounds_is_refused_by_the_guard(city: City) -
     assert reply.has_error()
     assert str(reply.error.reason).startswith(
         f"{Refusal.ROUNDS_EXHAUSTED}: agreement urn:uuid:agreement-a allows 2 training round(s) "
-        f"per run and run {RUN} has used 2"
+        f"in all and 2 have been used (rounds by run: {RUN}: 2); nothing was trained"
     )
     assert not reply.has_content()
     assert city.ledger.history(DATASET) == history
@@ -466,12 +466,39 @@ def test_a_new_runner_refuses_a_run_whose_rounds_are_used_up_before_reading(city
 
     # Execute / Assert
     reason = refused_before_reading(
-        city, run_config, "has used 2", record=record, message=train_message("m-2")
+        city, run_config, "2 have been used", record=record, message=train_message("m-2")
     )
     assert reason == (
-        f"agreement urn:uuid:agreement-a allows 2 training round(s) per run and run {RUN} has "
-        "used 2; negotiate a new agreement for more rounds"
+        "agreement urn:uuid:agreement-a allows 2 training round(s) in all and 2 have been used "
+        f"(rounds by run: {RUN}: 2); negotiate a new agreement for more rounds"
     )
+
+
+def test_a_new_run_is_refused_once_earlier_runs_used_the_agreements_rounds(city: City) -> None:
+    # Prepare: runs 39 and 40 used the agreement's two rounds between them.
+    record = city.agreement("a")
+    for seq, run in enumerate(("39", "40")):
+        city.ledger.record_round(
+            dataset_id=DATASET,
+            agreement_id="urn:uuid:agreement-a",
+            run_id=run,
+            round=1,
+            sample_rate=0.25,
+            noise_multiplier=1.0,
+            steps=4,
+            delta=1e-5,
+            epsilon_after=0.5 * (seq + 1),
+            expected_rounds=seq,
+        )
+    run_config = spec_for("urn:uuid:agreement-a").to_run_config()
+
+    # Execute / Assert: the first train message of a new run is refused before reading.
+    reason = refused_before_reading(city, run_config, "2 have been used", record=record)
+    assert reason == (
+        "agreement urn:uuid:agreement-a allows 2 training round(s) in all and 2 have been used "
+        "(rounds by run: 39: 1, 40: 1); negotiate a new agreement for more rounds"
+    )
+    assert city.ledger.rounds_used("urn:uuid:agreement-a", str(RUN)) == 0
 
 
 def test_evaluation_after_the_last_round_is_not_refused_for_rounds(city: City) -> None:

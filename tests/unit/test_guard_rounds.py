@@ -1,4 +1,4 @@
-"""The rounds mod: no more training rounds per run than the agreement allows."""
+"""The rounds mod: no more training rounds than the agreement allows, over all its runs."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import pytest
 
 from connector.store.ledger import SqlPrivacyLedger
 from federation.guard import GuardContext, Refusal, RoundsMod
+from federation.guard.audit import REFUSED
+from federation.guard.rounds import next_round
 from tests.unit.guard_support import (
     AGREEMENT,
     DATASET,
     App,
     context,
+    guarded,
     instruction,
     make_guard,
     make_pki,
@@ -70,20 +73,76 @@ def test_the_round_after_the_last_is_refused_and_nothing_runs(guard: GuardContex
 
     # Assert
     assert reason(reply) == (
-        f"{Refusal.ROUNDS_EXHAUSTED}: agreement {AGREEMENT} allows 2 training round(s) per "
-        "run and run 7 has used 2; nothing was trained. Negotiate a new agreement for more rounds"
+        f"{Refusal.ROUNDS_EXHAUSTED}: agreement {AGREEMENT} allows 2 training round(s) in all "
+        "and 2 have been used (rounds by run: 7: 2); nothing was trained. Negotiate a new "
+        "agreement for more rounds"
     )
     assert app.calls == 0
     assert ledger.history(DATASET) == history
 
 
-def test_each_run_has_its_own_rounds(guard: GuardContext) -> None:
-    # Prepare
-    use_rounds(guard.ledger(), "7", 2)
+def test_a_second_run_gets_only_the_rounds_the_first_left(guard: GuardContext) -> None:
+    # Prepare: run 7 used one of the agreement's two rounds.
+    use_rounds(guard.ledger(), "7", 1)
     app = App()
 
     # Execute
     reply = RoundsMod(guard)(instruction(run_id=8), context(run_id=8), app)
+
+    # Assert: run 8 may train, and its first round is numbered 1 within run 8.
+    assert not reply.has_error()
+    assert app.calls == 1
+    assert next_round(guard, instruction(run_id=8)) == 1
+
+
+def test_a_new_run_is_refused_once_the_agreements_rounds_are_used(guard: GuardContext) -> None:
+    # Prepare: runs 7 and 8 used the agreement's two rounds between them.
+    ledger = guard.ledger()
+    use_rounds(ledger, "7", 1)
+    use_rounds(ledger, "8", 1)
+    history = ledger.history(DATASET)
+    epsilon = ledger.total_epsilon(DATASET)
+    app = App()
+
+    # Execute: a third run, through the whole guard.
+    reply = guarded(guard, app)(instruction(run_id=9), context(run_id=9))
+
+    # Assert: refused with the reason; nothing trained, nothing spent, only the refusal audited.
+    assert reason(reply) == (
+        f"{Refusal.ROUNDS_EXHAUSTED}: agreement {AGREEMENT} allows 2 training round(s) in all "
+        "and 2 have been used (rounds by run: 7: 1, 8: 1); nothing was trained. Negotiate a "
+        "new agreement for more rounds"
+    )
+    assert app.calls == 0
+    assert not reply.has_content()
+    assert ledger.history(DATASET) == history
+    assert ledger.total_epsilon(DATASET) == epsilon
+    assert ledger.rounds_used(AGREEMENT, "9") == 0
+    [entry] = guard.audit_log().entries()
+    assert entry.kind == REFUSED
+    assert entry.payload["refusal"] == Refusal.ROUNDS_EXHAUSTED
+
+
+def test_rounds_of_another_agreement_do_not_count(guard: GuardContext) -> None:
+    # Prepare: another agreement on the same dataset used two rounds.
+    ledger = guard.ledger()
+    for number in (1, 2):
+        ledger.record_round(
+            dataset_id=DATASET,
+            agreement_id="urn:uuid:agreement-other",
+            run_id="7",
+            round=number,
+            sample_rate=0.25,
+            noise_multiplier=1.0,
+            steps=4,
+            delta=1e-5,
+            epsilon_after=float(number),
+            expected_rounds=number - 1,
+        )
+    app = App()
+
+    # Execute
+    reply = RoundsMod(guard)(instruction(), context(), app)
 
     # Assert
     assert not reply.has_error()

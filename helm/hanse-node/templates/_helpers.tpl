@@ -163,6 +163,9 @@ value to set; rendering stops before anything reaches the cluster.
 {{- if .fleetAddress }}
 {{- $_ := set $peer "fleet_address" .fleetAddress }}
 {{- end }}
+{{- if .memberships }}
+{{- $_ := set $peer "memberships" .memberships }}
+{{- end }}
 {{- $peers = append $peers $peer }}
 {{- end }}
 {{- $config := dict
