@@ -194,10 +194,7 @@ class NegotiationEngine:
         stated = check_usage(usage)
         consumer_pid = new_pid()
         offer = _with_target(offer_policy, offer_id, dataset_id)
-        offer["permission"] = [
-            {**rule, "constraint": [*rule.get("constraint", []), *usage_constraints(stated)]}
-            for rule in offer.get("permission", [])
-        ]
+        offer["permission"] = _with_usage(offer.get("permission", []), stated)
         message = request_message(
             consumer_pid=consumer_pid, offer=offer, callback_address=self.party.callback_address
         )
@@ -247,10 +244,7 @@ class NegotiationEngine:
             raise invalid_argument(f"policy: {exc}", "policy_json", "POLICY_INVALID") from exc
         offer = _with_target(offer, record.offer_id, record.dataset_id)
         if record.role is Role.CONSUMER:
-            offer["permission"] = [
-                {**r, "constraint": [*r.get("constraint", []), *usage_constraints(record.usage)]}
-                for r in offer.get("permission", [])
-            ]
+            offer["permission"] = _with_usage(offer.get("permission", []), record.usage)
             message = request_message(
                 consumer_pid=record.consumer_pid,
                 provider_pid=record.provider_pid,
@@ -909,6 +903,22 @@ def _with_target(policy: Mapping[str, Any], offer_id: str, dataset_id: str) -> d
     offer["@type"] = "Offer"
     offer["target"] = dataset_id
     return offer
+
+
+def _with_usage(
+    permissions: Sequence[Mapping[str, Any]], usage: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """``permissions`` each with the usage's ``eq`` constraints it does not already have.
+
+    The same rule as :func:`~connector.negotiation.messages.build_agreement`, so the
+    offer a consumer sends and the agreement built from it list a constraint once.
+    """
+    stated = usage_constraints(usage)
+    out: list[dict[str, Any]] = []
+    for rule in permissions:
+        existing = list(rule.get("constraint", []))
+        out.append({**rule, "constraint": [*existing, *(c for c in stated if c not in existing)]})
+    return out
 
 
 def _constraints(offer: Mapping[str, Any]) -> list[Mapping[str, Any]]:

@@ -71,7 +71,12 @@ def _party(tmp: Path, name: str) -> Party:
 
 
 def _engine(
-    tmp: Path, name: str, clock: FixedClock, transport: Direct, auto: bool
+    tmp: Path,
+    name: str,
+    clock: FixedClock,
+    transport: Direct,
+    auto: bool,
+    policy: Mapping[str, Any] = POLICY,
 ) -> NegotiationEngine:
     engine = create_engine(sqlite_url(tmp / name / "hanse.db"))
     migrate(engine)
@@ -88,7 +93,7 @@ def _engine(
                     Offer(
                         "counts-research",
                         "counts",
-                        {"@type": "Offer", "@id": "counts-research", **POLICY},
+                        {"@type": "Offer", "@id": "counts-research", **policy},
                         auto,
                     ),
                 ),
@@ -254,3 +259,69 @@ def test_an_unconfigured_consumer_is_reached_at_its_callback_address(world) -> N
     # Assert
     (record,) = provider.store.list_negotiations()
     assert record.counterparty_address == "researcher:7443"
+
+
+EQ_PURPOSE = {
+    "permission": [
+        {
+            "action": "use",
+            "constraint": [
+                {"leftOperand": "purpose", "operator": "eq", "rightOperand": "research"}
+            ],
+        }
+    ]
+}
+"""An offer with the very constraint the stated usage adds (``purpose eq research``)."""
+
+
+@pytest.mark.parametrize("how", ["request", "approve", "counter-request"])
+def test_an_offer_constraint_equal_to_the_stated_usage_is_not_repeated_and_finalizes(
+    tmp_path: Path, how: str
+) -> None:
+    # Prepare: the provider's offer already says `purpose eq research`, which is also
+    # the constraint the consumer's stated usage adds.
+    init_ca(tmp_path / "pki")
+    clock = FixedClock(datetime.now(UTC) + timedelta(minutes=10))
+    transport = Direct()
+    consumer = _engine(tmp_path, "researcher", clock, transport, auto=True, policy=EQ_PURPOSE)
+    provider = _engine(
+        tmp_path, "city-a", clock, transport, auto=how == "request", policy=EQ_PURPOSE
+    )
+    transport.peer = {"urn:hanse:city-a": provider, "urn:hanse:researcher": consumer}
+    started = consumer.start(
+        provider_id="urn:hanse:city-a",
+        provider_address="city-a:7443",
+        dataset_id="counts",
+        offer_id="counts-research",
+        offer_policy=EQ_PURPOSE,
+        usage={"purpose": "research"},
+    )
+
+    # Execute
+    if how == "approve":
+        _drain(consumer, provider)
+        provider.approve(provider.store.get(consumer.store.get(started.id).provider_pid).id)
+    if how == "counter-request":
+        # The provider waits for its operator, who offers the same terms; the consumer
+        # counters with a request on those terms, which the operator approves.
+        _drain(consumer, provider)
+        mine = consumer.store.get(started.id)
+        theirs = provider.store.get(mine.provider_pid)
+        provider.counter(theirs.id, EQ_PURPOSE)
+        _drain(consumer, provider)
+        consumer.counter(started.id, EQ_PURPOSE)
+        _drain(consumer, provider)
+        provider.approve(theirs.id)
+    _drain(consumer, provider)
+
+    # Assert: one `purpose eq research`, in the request and in the agreement, and both
+    # sides reach FINALIZED with the same agreement.
+    done = consumer.store.get(started.id)
+    assert done.state.value == "FINALIZED", done.reason
+    purpose = {"leftOperand": "purpose", "operator": "eq", "rightOperand": "research"}
+    assert done.offer["permission"][0]["constraint"].count(purpose) == 1
+    assert done.agreement is not None
+    assert done.agreement["permission"][0]["constraint"] == [purpose]
+    theirs = provider.store.get(done.provider_pid)
+    assert theirs.state.value == "FINALIZED"
+    assert theirs.agreement == done.agreement
