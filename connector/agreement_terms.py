@@ -1,9 +1,10 @@
 """Whether an agreement covers a use now: the check a city runs before any data is read.
 
 A finalized agreement fixes what the consumer may do: the task (id and content
-hash), the aggregator, the rounds and the privacy budget it stated, under the
-provider's policy (which may expire). :func:`check_use` re-checks all of it at the
-moment of use and returns the terms the node enforces while training.
+hash), the aggregator, the rounds, the fewest cities per round and the privacy
+budget it stated, under the provider's policy (which may expire). :func:`check_use`
+re-checks all of it at the moment of use and returns the terms the node enforces
+while training.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class AgreementTerms:
     """The privacy budget the consumer stated."""
     delta: float | None
     """The delta the consumer stated."""
+    min_participants: int | None
+    """The fewest cities per round the consumer stated (None: it stated none)."""
 
 
 def agreement_id_of(record: NegotiationRecord) -> str:
@@ -70,8 +73,10 @@ def check_use(
 
     Checks: this node is the provider; the negotiation is FINALIZED; the consumer is
     the agreement's assignee; the task id and hash are the ones stated; the rounds do
-    not exceed those stated; and the agreement's policy still permits the stated use
-    at ``now`` (an expired ``dateTime`` constraint fails here).
+    not exceed those stated; the stated ``max_rounds`` and ``min_participants`` are
+    whole numbers; and the agreement's policy still permits the stated use at ``now``
+    (an expired ``dateTime`` constraint fails here). The returned ``min_participants``
+    is for the caller to hold the run's cities per round against.
 
     Raises:
         UseRefusedError: naming the first term that fails.
@@ -114,6 +119,12 @@ def check_use(
         raise UseRefusedError(
             f"agreement {agreement_id} allows {max_rounds} rounds; the run asks for {rounds}"
         )
+    min_participants = _stated_number(usage, "min_participants", agreement_id)
+    if min_participants is not None and not float(min_participants).is_integer():
+        raise UseRefusedError(
+            f"agreement {agreement_id} states min_participants {min_participants!r}, "
+            "not a whole number"
+        )
     try:
         decision = evaluate(
             record.agreement or {}, usage_request(usage, assignee=consumer), now=now
@@ -137,6 +148,7 @@ def check_use(
         max_rounds=None if max_rounds is None else int(max_rounds),
         epsilon=None if epsilon is None else float(epsilon),
         delta=None if delta is None else float(delta),
+        min_participants=None if min_participants is None else int(min_participants),
     )
 
 

@@ -6,8 +6,10 @@ and exit costs: :mod:`node.training.task_process`) for each message its SuperNod
 receives from that aggregator.
 Before any data is read the runner checks the run against the city's own copy of
 the agreement the run names for this city: FINALIZED, unexpired, made with this
-aggregator, for this task id and content hash, with no more rounds than agreed and
-a privacy budget stated; and, for a train message, that the agreement has rounds left
+aggregator, for this task id and content hash, with no more rounds than agreed, a
+privacy budget stated and, where the agreement states ``minParticipants``, at least
+that many cities per round (the run's ``min_nodes``) among at least that many cities;
+and, for a train message, that the agreement has rounds left
 (counted over all its runs) and the dataset's privacy ledger has budget left. Only
 then does it read the dataset and run the installed task inside the node's guard
 (:func:`federation.clientapp.governed_client_app`), which enforces rounds and budget
@@ -74,6 +76,7 @@ class GovernedRunner:
             spec = _spec(context)
             agreement = spec.agreements.get(self.config.model.node.participant_id, "")
             terms = self._terms(spec, agreement)
+            _check_participants(spec, terms, run)
             task = self._task(spec)
             self._check_left(spec, terms, message)
             data = self._data(task, terms)
@@ -222,6 +225,33 @@ class GovernedRunner:
             raise RunRefusedError(
                 f"agreement {terms.agreement_id} cannot be enforced as stated: {exc}"
             ) from exc
+
+
+def _check_participants(spec: RunSpec, terms: AgreementTerms, run: Run) -> None:
+    """Refuse a run whose rounds may have fewer cities than the agreement's ``minParticipants``.
+
+    The node-owned ServerApp waits for ``spec.min_nodes`` cities a round, among the
+    cities ``spec.agreements`` names; both must reach the number the consumer stated.
+    """
+    needed = terms.min_participants
+    if needed is None:
+        return
+    floor = (
+        f"agreement {terms.agreement_id} allows training only in rounds of at least "
+        f"{needed} cities and run {run.run_id}"
+    )
+    cities = len(spec.agreements)
+    if cities < needed:
+        named = f"{cities} city" if cities == 1 else f"{cities} cities"
+        raise RunRefusedError(
+            f"{floor} names only {named} (--agreement); start a run with the agreements of "
+            f"at least {needed} cities and --min-nodes {needed} or more"
+        )
+    if spec.min_nodes < needed:
+        raise RunRefusedError(
+            f"{floor} asks for at least {spec.min_nodes} (--min-nodes); start the run with "
+            f"--min-nodes {needed} or more"
+        )
 
 
 def _budget(spec: RunSpec, terms: AgreementTerms) -> float:

@@ -134,6 +134,7 @@ def test_a_live_agreement_gives_its_terms() -> None:
         max_rounds=5,
         epsilon=8.0,
         delta=1e-5,
+        min_participants=None,
     )
 
 
@@ -167,6 +168,7 @@ def test_a_use_without_stated_limits_has_none() -> None:
     assert terms.max_rounds is None
     assert terms.epsilon is None
     assert terms.delta is None
+    assert terms.min_participants is None
     assert terms.task_hash == ""
     assert terms.aggregator == RESEARCHER
 
@@ -184,6 +186,27 @@ def test_whole_numbers_stated_as_json_numbers_of_either_kind_are_read() -> None:
     assert terms.epsilon == 8.0
     assert isinstance(terms.epsilon, float)
     assert terms.delta == 0.0
+
+
+@pytest.mark.parametrize("stated", [3, 3.0], ids=["integer", "decimal"])
+def test_the_stated_fewest_cities_per_round_are_in_the_terms(stated: float) -> None:
+    # Prepare: the city's offer asks for rounds of at least 3 cities.
+    offer = copy.deepcopy(OFFER)
+    offer["permission"][0]["constraint"].append(
+        {
+            "leftOperand": "minParticipants",
+            "operator": "gteq",
+            "rightOperand": {"@value": 3, "@type": "xsd:integer"},
+        }
+    )
+    record = a_record({**USAGE, "min_participants": stated}, offer)
+
+    # Execute
+    terms = check(record)
+
+    # Assert
+    assert terms.min_participants == 3
+    assert isinstance(terms.min_participants, int)
 
 
 def test_the_id_of_a_record_without_agreement_is_empty() -> None:
@@ -303,6 +326,23 @@ def test_a_fractional_round_limit_is_refused() -> None:
 
     # Execute / Assert
     refused(record, f"agreement {AGREEMENT_ID} states max_rounds 4.5, not a whole number")
+
+
+@pytest.mark.parametrize("value", ["3", True, float("nan"), [3]])
+def test_a_participant_floor_that_is_not_a_number_is_refused_not_ignored(value: object) -> None:
+    # Prepare
+    record = a_record({**USAGE, "min_participants": value}, OPEN_OFFER)
+
+    # Execute / Assert
+    refused(record, f"agreement {AGREEMENT_ID} states min_participants .* which is not a number")
+
+
+def test_a_fractional_participant_floor_is_refused() -> None:
+    # Prepare
+    record = a_record({**USAGE, "min_participants": 2.5}, OPEN_OFFER)
+
+    # Execute / Assert
+    refused(record, f"^agreement {AGREEMENT_ID} states min_participants 2.5, not a whole number$")
 
 
 @pytest.mark.parametrize("key", ["epsilon", "delta"])

@@ -80,6 +80,12 @@ def spec_for(agreement: str, **overrides: Any) -> RunSpec:
     return RunSpec(**fields)
 
 
+def cities(count: int, agreement: str = "urn:uuid:agreement-a") -> dict[str, str]:
+    """A run's agreements for ``count`` cities: this city's ``agreement`` and others'."""
+    others = {f"urn:hanse:city-{index}": f"urn:uuid:other-{index}" for index in range(count - 1)}
+    return {CITY: agreement, **others}
+
+
 def train_message(message_id: str = "m-1", message_type: str = "train") -> Message:
     """A message carrying the task's initial model, as the aggregator sends it."""
     model = ArrayRecord(load_task(TASK).build_model().state_dict())
@@ -309,6 +315,36 @@ def test_more_rounds_than_agreed_are_refused(city: City) -> None:
     assert reason == "agreement urn:uuid:agreement-a allows 2 rounds; the run asks for 3"
 
 
+def test_a_run_with_fewer_cities_per_round_than_agreed_is_refused(city: City) -> None:
+    # Prepare: the agreement allows rounds of at least 3 cities; the run of 3 cities would
+    # aggregate a round from 1.
+    record = city.agreement("a", stated=usage(min_participants=3))
+    spec = spec_for("urn:uuid:agreement-a", agreements=cities(3), min_nodes=1)
+
+    # Execute / Assert
+    reason = refused_before_reading(city, spec.to_run_config(), "--min-nodes", record=record)
+    assert reason == (
+        "agreement urn:uuid:agreement-a allows training only in rounds of at least 3 cities "
+        f"and run {RUN} asks for at least 1 (--min-nodes); start the run with --min-nodes 3 "
+        "or more"
+    )
+
+
+def test_a_run_of_fewer_cities_than_agreed_per_round_is_refused(city: City) -> None:
+    # Prepare: every round of the run waits for both its cities, but the agreement
+    # allows rounds of at least 3: no --min-nodes can reach it.
+    record = city.agreement("a", stated=usage(min_participants=3))
+    spec = spec_for("urn:uuid:agreement-a", agreements=cities(2), min_nodes=2)
+
+    # Execute / Assert
+    reason = refused_before_reading(city, spec.to_run_config(), "names only", record=record)
+    assert reason == (
+        "agreement urn:uuid:agreement-a allows training only in rounds of at least 3 cities "
+        f"and run {RUN} names only 2 cities (--agreement); start a run with the agreements of "
+        "at least 3 cities and --min-nodes 3 or more"
+    )
+
+
 @pytest.mark.parametrize(
     ("stated", "expected"),
     [
@@ -421,6 +457,31 @@ def test_a_live_agreement_gives_a_governed_app_that_sends_a_signed_update(city: 
         1,
     )
     assert 0 < recorded.epsilon_after <= 8.0
+    assert [entry.kind for entry in city.audit.entries(limit=1000)] == [UPDATE_SENT]
+
+
+@pytest.mark.parametrize(
+    ("min_participants", "run_cities", "min_nodes"),
+    [(3, 3, 3), (2, 3, 3), (None, 3, 1)],
+    ids=["as-many-as-agreed", "more-than-agreed", "none-agreed"],
+)
+def test_a_run_with_enough_cities_per_round_trains(
+    city: City, min_participants: int | None, run_cities: int, min_nodes: int
+) -> None:
+    # Prepare
+    city.agreement("a", stated=usage(min_participants=min_participants))
+    spec = spec_for("urn:uuid:agreement-a", agreements=cities(run_cities), min_nodes=min_nodes)
+    run_config = spec.to_run_config()
+    message = train_message()
+
+    # Execute
+    app = runner_for(city).app_for(message, flower_context(run_config), Run.create_empty(RUN))
+    reply = app(message, flower_context(run_config))
+
+    # Assert
+    assert not reply.has_error(), reply.error
+    [recorded] = city.ledger.history(DATASET)
+    assert (recorded.agreement_id, recorded.round) == ("urn:uuid:agreement-a", 1)
     assert [entry.kind for entry in city.audit.entries(limit=1000)] == [UPDATE_SENT]
 
 
