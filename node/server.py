@@ -38,7 +38,7 @@ from connector.interceptors.limits import RequestSizeInterceptor
 from connector.interceptors.metrics import MetricsInterceptor, RpcMetrics
 from connector.negotiation.changes import NegotiationChanges
 from connector.negotiation.dispatcher import Dispatcher
-from connector.negotiation.engine import NegotiationEngine, Party
+from connector.negotiation.engine import ACK_GRACE_SECONDS, NegotiationEngine, Party
 from connector.negotiation.transport import GrpcTransport
 from connector.peers import Peer, PeerClient, PeerDirectory
 from connector.services.catalog_protocol import CatalogProtocolServicer
@@ -264,6 +264,7 @@ class NodeServer:
             transport=GrpcTransport(self._peer_client),
             known_addresses={p.participant_id: p.address for p in self.model.peers},
             memberships=self.model.peer_memberships(),
+            ack_grace=ACK_GRACE_SECONDS,
         )
         negotiation_protocol_pb2_grpc.add_NegotiationProtocolServiceServicer_to_server(
             NegotiationProtocolServicer(self.negotiation_engine, requests), protocol

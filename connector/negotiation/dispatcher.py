@@ -7,7 +7,9 @@ negotiations. A negotiation is never delivered by two threads at once: a message
 that becomes due while its negotiation's delivery is in flight is delivered right
 after it (messages of one negotiation stay in order). A scanning thread finds
 what is due in the store: retries after a backoff, messages left from before a
-restart, work another replica added.
+restart, work another replica added. The same thread saves the acknowledgements
+the engine deferred (:attr:`NegotiationEngine.ack_grace`) once their grace ends, and
+:meth:`Dispatcher.stop` saves those still waiting.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class Dispatcher:
         self._engine.wake.set()
         self._thread.join(timeout)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._engine.settle_due(everything=True)
 
     def in_flight(self) -> frozenset[str]:
         """The negotiations with a delivery queued or in flight."""
@@ -111,7 +114,11 @@ class Dispatcher:
             except ConnectorError:
                 continue
             at = current.next_attempt_at
-            if current.pending is not None and (at is None or at <= self._engine.clock.now()):
+            if (
+                current.pending is not None
+                and (at is None or at <= self._engine.clock.now())
+                and not self._engine.is_unsettled(current)
+            ):
                 return current
 
     def _run(self) -> None:
@@ -119,6 +126,9 @@ class Dispatcher:
             self._engine.wake.clear()
             try:
                 wait = self._scan()
+                settle = self._engine.settle_due()
+                if settle is not None:
+                    wait = min(wait, settle)
             except Exception:
                 _log.exception("negotiation dispatch failed; retrying")
                 wait = IDLE_SECONDS
@@ -133,6 +143,8 @@ class Dispatcher:
             with self._lock:
                 if record.id in self._busy:
                     continue
+            if self._engine.is_unsettled(record):
+                continue  # delivered; its acknowledgement is saved when the grace ends
             at = record.next_attempt_at
             if at is None or at <= now:
                 self.submit(record)

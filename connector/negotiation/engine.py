@@ -11,6 +11,16 @@ A message received while this node still waits for the acknowledgement of its ow
 message, and that is valid after that message, counts as the acknowledgement: the
 counter-party evidently received it.
 
+With an ``ack_grace`` (the node uses :data:`ACK_GRACE_SECONDS`), saving an
+acknowledgement is put off for that long when the counter-party is expected to answer:
+its answer usually arrives first and records the acknowledgement in its own
+transaction (one write instead of two, and no second writer racing the answer). A
+deferred acknowledgement is saved when the grace ends, before an operator action on
+the negotiation, and when the dispatcher stops; until then the message is not
+delivered again. Should the node die in between, the message is delivered again after
+the restart and the counter-party answers the duplicate as before (a message id gets
+one answer), as it does when an acknowledgement is lost on the way.
+
 A received message and this node's answer to it (agreeing to a request, verifying
 an agreement, finalizing a verified one) are saved in one transaction, with the
 audit entries of both state changes in their order. A message that becomes due is
@@ -23,10 +33,11 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import grpc
 
@@ -57,6 +68,7 @@ from connector.negotiation.model import (
     StaleNegotiationError,
 )
 from connector.negotiation.states import (
+    TERMINAL_STATES,
     Message,
     NegotiationState,
     Role,
@@ -136,6 +148,21 @@ RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXC
 Step = tuple[NegotiationRecord, AuditNote]
 """A change this node makes, not yet saved: the new record and its state entry."""
 
+ACK_GRACE_SECONDS: Final = 0.5
+"""How long the node defers saving an acknowledgement the counter-party's answer
+usually records anyway (see the module documentation)."""
+
+
+@dataclass(frozen=True)
+class _Unsettled:
+    """A delivered message whose acknowledgement is not saved yet."""
+
+    record: NegotiationRecord
+    message: PendingMessage
+    ack: Mapping[str, Any]
+    due: float
+    """``time.monotonic()`` at which the acknowledgement is saved at the latest."""
+
 
 class NegotiationEngine:
     """Runs negotiations for one node, as consumer and as provider."""
@@ -152,7 +179,10 @@ class NegotiationEngine:
         rng: random.Random | None = None,
         known_addresses: Mapping[str, str] | None = None,
         memberships: Mapping[str, Iterable[str]] | None = None,
+        ack_grace: float = 0.0,
     ) -> None:
+        if ack_grace < 0:
+            raise ValueError(f"ack_grace must not be negative, not {ack_grace}")
         self.party = party
         self.store = store
         self.datasets = datasets
@@ -169,6 +199,11 @@ class NegotiationEngine:
         (peer config ``memberships``). As provider, a request is checked, and its usage
         recorded, with the groups of the authenticated sender; a peer not listed belongs to
         no group. What a consumer says about its own groups never counts."""
+        self.ack_grace = ack_grace
+        """Seconds to defer saving an acknowledgement that the counter-party's answer
+        is expected to record (0: save it at once)."""
+        self._unsettled: dict[str, _Unsettled] = {}
+        self._unsettled_lock = threading.Lock()
         self.wake = threading.Event()
         """Set whenever a message becomes due (with no :attr:`on_pending`) or a retry
         is scheduled; the dispatcher thread waits on it."""
@@ -237,6 +272,7 @@ class NegotiationEngine:
 
     def counter(self, negotiation_id: str, policy: Mapping[str, Any]) -> NegotiationRecord:
         """Answer with another policy: a counter-request (consumer) or an offer (provider)."""
+        self._settle_now(negotiation_id)
         record = self.store.get(negotiation_id)
         try:
             offer = normalize_offer_policy(policy, record.offer_id)
@@ -266,6 +302,7 @@ class NegotiationEngine:
 
     def terminate(self, negotiation_id: str, reason: str) -> NegotiationRecord:
         """End a negotiation from any non-terminal state (either role)."""
+        self._settle_now(negotiation_id)
         record = self.store.get(negotiation_id)
         message = termination_message(
             consumer_pid=record.consumer_pid,
@@ -332,10 +369,14 @@ class NegotiationEngine:
         record = self._addressed(message, sender_id)
         sender = Role.PROVIDER if record.role is Role.CONSUMER else Role.CONSUMER
         state, implicit_ack = self._state_for(record, message.kind, sender)
-        notes = [_message_note("negotiation.message.received", record, message)]
+        notes = []
+        acked_message = record.pending
         if implicit_ack is not None:
+            if acked_message is not None:
+                notes.append(_sent_note(record, acked_message))
             notes.append(self._state_note(implicit_ack, record.state, "node"))
             record = implicit_ack
+        notes.append(_message_note("negotiation.message.received", record, message))
         updated = replace(
             record, state=state, provider_pid=record.provider_pid or message.provider_pid
         )
@@ -376,6 +417,8 @@ class NegotiationEngine:
         )
         recorded = None if answer is None else answer.answer(ack)
         saved = self._save(final, notes, answer=recorded)
+        if implicit_ack is not None and acked_message is not None:
+            self._forget_unsettled(saved.id, acked_message.message_id)
         if answer is not None and recorded is not None:
             answer.recorded = recorded.response
         self._announce(saved)
@@ -704,7 +747,7 @@ class NegotiationEngine:
 
     def dispatch_due(self, limit: int = 32) -> int:
         """Deliver every pending message that is due; return how many were tried."""
-        due = self.store.due(self.clock.now(), limit)
+        due = [r for r in self.store.due(self.clock.now(), limit) if not self.is_unsettled(r)]
         for record in due:
             self._deliver(record)
         return len(due)
@@ -735,6 +778,67 @@ class NegotiationEngine:
         except ConnectorError as error:
             self._delivery_failed(record, error)
             return
+        if self.ack_grace > 0 and _answer_expected(record.state):
+            due = time.monotonic() + self.ack_grace
+            with self._unsettled_lock:
+                self._unsettled[record.id] = _Unsettled(record, message, ack, due)
+            return  # the dispatcher's next look (within a second) settles it once due
+        self._settle(record, message, ack)
+
+    def settle_due(self, *, everything: bool = False) -> float | None:
+        """Save the deferred acknowledgements whose grace has ended (all with ``everything``).
+
+        Returns:
+            Seconds until the next deferred acknowledgement is due, or None if none waits.
+        """
+        now = time.monotonic()
+        with self._unsettled_lock:
+            due = [u for u in self._unsettled.values() if everything or u.due <= now]
+            for unsettled in due:
+                del self._unsettled[unsettled.record.id]
+            later = min((u.due for u in self._unsettled.values()), default=None)
+        for unsettled in due:
+            self._settle_deferred(unsettled)
+        return None if later is None else max(0.0, later - now)
+
+    def is_unsettled(self, record: NegotiationRecord) -> bool:
+        """Whether ``record``'s pending message was delivered and its acknowledgement deferred."""
+        with self._unsettled_lock:
+            unsettled = self._unsettled.get(record.id)
+        return (
+            unsettled is not None
+            and record.pending is not None
+            and record.pending.message_id == unsettled.message.message_id
+        )
+
+    def _settle_now(self, negotiation_id: str) -> None:
+        """Save ``negotiation_id``'s deferred acknowledgement, if it has one."""
+        with self._unsettled_lock:
+            unsettled = self._unsettled.pop(negotiation_id, None)
+        if unsettled is not None:
+            self._settle_deferred(unsettled)
+
+    def _forget_unsettled(self, negotiation_id: str, message_id: str) -> None:
+        """Drop a deferred acknowledgement that a received answer recorded."""
+        with self._unsettled_lock:
+            unsettled = self._unsettled.get(negotiation_id)
+            if unsettled is not None and unsettled.message.message_id == message_id:
+                del self._unsettled[negotiation_id]
+
+    def _settle_deferred(self, unsettled: _Unsettled) -> None:
+        try:
+            current = self.store.get(unsettled.record.id)
+        except ConnectorError:
+            return
+        try:
+            self._settle(current, unsettled.message, unsettled.ack)
+        except Exception:  # the next delivery attempt settles it
+            _log.exception("saving an acknowledgement failed", extra={"negotiation": current.id})
+
+    def _settle(
+        self, record: NegotiationRecord, message: PendingMessage, ack: Mapping[str, Any]
+    ) -> None:
+        """Save the counter-party's acknowledgement of ``message`` (the "-ED" state)."""
         current = record
         for _ in range(3):
             if current.pending is None or current.pending.message_id != message.message_id:
@@ -750,11 +854,7 @@ class NegotiationEngine:
                 next_attempt_at=None,
             )
             notes = [
-                AuditNote(
-                    "negotiation.message.sent",
-                    {"message": dict(message.payload)},
-                    peer=current.counterparty_id,
-                ),
+                _sent_note(current, message),
                 self._state_note(updated, current.state, current.counterparty_id),
             ]
             if done is S.FINALIZED:
@@ -820,6 +920,7 @@ class NegotiationEngine:
             ) from exc
 
     def _mine(self, negotiation_id: str, role: Role) -> NegotiationRecord:
+        self._settle_now(negotiation_id)
         record = self.store.get(negotiation_id)
         if record.role is not role:
             raise ConnectorError(
@@ -895,6 +996,22 @@ class NegotiationEngine:
             {"agreement": dict(record.agreement or {}), "signatures": list(record.signatures)},
             peer=record.counterparty_id,
         )
+
+
+def _answer_expected(state: NegotiationState) -> bool:
+    """Whether the counter-party answers a message acknowledged in ``state`` by itself.
+
+    Not after the last message of a negotiation (FINALIZED, TERMINATED): nothing
+    would come to record the acknowledgement.
+    """
+    return acknowledged(state) not in TERMINAL_STATES
+
+
+def _sent_note(record: NegotiationRecord, message: PendingMessage) -> AuditNote:
+    """The audit entry of ``message`` delivered to ``record``'s counter-party."""
+    return AuditNote(
+        "negotiation.message.sent", {"message": dict(message.payload)}, peer=record.counterparty_id
+    )
 
 
 def _with_target(policy: Mapping[str, Any], offer_id: str, dataset_id: str) -> dict[str, Any]:
