@@ -279,6 +279,8 @@ def main() -> None:
         echo = None
         cells: list[Cell] = []
         echoes: dict[int, tuple[float, float, float]] = {}
+        echo_cpu: dict[int, float] = {}
+        """Concurrency -> CPU seconds per echo call, client and server together."""
         try:
             researcher_cfg = NodeInit(
                 name="researcher",
@@ -311,13 +313,20 @@ def main() -> None:
                     cell = _negotiation_cell(client, concurrency, args.seconds, poll, nodes)
                     cells.append(cell)
                     _print_cell(cell)
+                    cpu_before = _cpu_seconds(echo.pid) + _cpu_seconds(os.getpid())
+                    timed = time.perf_counter()
                     echoes[concurrency] = measure_rate(
                         lambda: echo_call(payload, timeout=10), concurrency, args.seconds
                     )
+                    timed = time.perf_counter() - timed
                     rate, p50, p99 = echoes[concurrency]
+                    cpu = _cpu_seconds(echo.pid) + _cpu_seconds(os.getpid()) - cpu_before
+                    # Calls: about rate x the whole span (its 20 warm-up calls included).
+                    echo_cpu[concurrency] = cpu / (rate * timed) if rate else 0.0
                     print(
                         f"echo mTLS    c={concurrency:2} {rate:7.0f}/s p50 {p50:7.2f} ms "
-                        f"p99 {p99:7.2f} ms ({len(payload)} B payload)",
+                        f"p99 {p99:7.2f} ms ({len(payload)} B payload); CPU "
+                        f"{echo_cpu[concurrency] * 1000:.2f} ms per call (client + server)",
                         flush=True,
                     )
                 channel.close()
@@ -351,8 +360,10 @@ def main() -> None:
             f"| {cell.concurrency} | {cell.rate:.1f} | {cell.p(cell.latencies, 0.5):.1f} | "
             f"{cell.p(cell.latencies, 0.99):.1f} | {cell.p(cell.engine, 0.5):.1f} | "
             f"{cell.p(cell.engine, 0.99):.1f} | {cell.polls / n:.0f} | "
-            f"{cell.cpu['city'] / n * 1000:.0f} + {cell.cpu['researcher'] / n * 1000:.0f} | "
-            f"{echo_rate:.0f} | {echo_p50:.2f} | {ratio:.3f} | {'yes' if met else 'no'} |"
+            f"{cell.cpu['city'] / n * 1000:.1f} + {cell.cpu['researcher'] / n * 1000:.1f} + "
+            f"{cell.cpu['bench'] / n * 1000:.1f} | "
+            f"{echo_rate:.0f} | {echo_p50:.2f} | {echo_cpu[cell.concurrency] * 1000:.2f} | "
+            f"{ratio:.3f} | {'yes' if met else 'no'} |"
         )
         print(
             f"c={cell.concurrency:2}: {cell.rate:.1f} negotiations/s / ({echo_rate:.0f} echo/s / "
@@ -395,9 +406,11 @@ def main() -> None:
         "",
         "| concurrency | negotiations/s | client p50 ms | client p99 ms | node p50 ms | "
         f"node p99 ms | {'polls' if poll else 'watch messages'} per negotiation | "
-        "CPU ms per negotiation (city + researcher) | "
-        "mTLS echo calls/s | echo p50 ms | ratio | goal met |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |",
+        "CPU ms per negotiation (city + researcher + client) | "
+        "mTLS echo calls/s | echo p50 ms | echo CPU ms per call (client + server) | ratio | "
+        "goal met |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| :---: |",
         *rows,
         "",
         f"Goal {'met' if all(verdicts) else 'not met'}"
