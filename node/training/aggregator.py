@@ -198,6 +198,9 @@ class Aggregator:
                     f"{record.counterparty_id}; name one agreement per city"
                 )
             cities[record.counterparty_id] = agreement_id_of(record)
+        min_nodes = request.min_nodes or len(cities)
+        for name, record in zip(request.agreements, records, strict=True):
+            _check_participants(name, record, len(cities), min_nodes)
         keys = {
             record.counterparty_id: _provider_key(record, name)
             for record, name in zip(records, request.agreements, strict=True)
@@ -211,7 +214,7 @@ class Aggregator:
                 rounds=request.rounds,
                 agreements=cities,
                 strategy=request.strategy,
-                min_nodes=request.min_nodes or len(cities),
+                min_nodes=min_nodes,
                 local_epochs=request.local_epochs,
                 batch_size=request.batch_size,
                 learning_rate=request.learning_rate,
@@ -351,6 +354,31 @@ class Aggregator:
         if self._link is not None:
             self._link.stop()
             self._link = None
+
+
+def _check_participants(name: str, record: NegotiationRecord, cities: int, min_nodes: int) -> None:
+    """Refuse a run whose rounds may have fewer cities than the agreement's ``minParticipants``.
+
+    The city's runner refuses such a run too (before reading any data); refusing here
+    spares starting a run that every such city would refuse.
+
+    Raises:
+        TrainingError: the run names fewer cities, or asks for fewer per round.
+    """
+    needed = record.usage.get("min_participants")
+    if not isinstance(needed, int) or isinstance(needed, bool):
+        return
+    if cities < needed:
+        raise TrainingError(
+            f"agreement {name} allows training only in rounds of at least {needed} cities "
+            f"and the run names {cities}; name the agreements of at least {needed} cities"
+        )
+    if min_nodes < needed:
+        raise TrainingError(
+            f"agreement {name} allows training only in rounds of at least {needed} cities "
+            f"and the run asks for at least {min_nodes}; start it with --min-nodes {needed} "
+            "or more"
+        )
 
 
 def _provider_key(record: NegotiationRecord, name: str) -> bytes:

@@ -34,12 +34,16 @@ ROUNDS = 2
 
 
 def test_three_cities_train_a_forecaster_under_contract(cluster: Cluster) -> None:
-    # Prepare: a federation, and a contract with each city from the researcher's CLI.
+    # Prepare: a federation, and a contract with each city from the researcher's CLI;
+    # each city trains only in rounds of all three (minParticipants, checked by the
+    # researcher's node at start and by each city's runner before reading data).
     researcher, cities = federation(cluster, CITIES)
     config = str(researcher.config_path)
     task = load_task("forecast-next-hour")
+    every_city = ("--min-participants", str(len(CITIES)))
     agreements = [
-        request_contract(researcher, name, sensor, ROUNDS) for name, sensor in CITIES.items()
+        request_contract(researcher, name, sensor, ROUNDS, *every_city)
+        for name, sensor in CITIES.items()
     ]
 
     # Execute: start, watch to the end, show.

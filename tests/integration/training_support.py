@@ -107,8 +107,13 @@ def expire_offer_at(config: Path, expires: datetime) -> None:
     config.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
 
 
-def request_contract(researcher: NodeProcess, city: str, sensor: str, rounds: int) -> str:
-    """Negotiate a training contract with ``city`` from the researcher's CLI; its id."""
+def request_contract(
+    researcher: NodeProcess, city: str, sensor: str, rounds: int, *extra: str
+) -> str:
+    """Negotiate a training contract with ``city`` from the researcher's CLI; its id.
+
+    ``extra``: more ``hanse contract request`` options (e.g. ``--min-participants 3``).
+    """
     task = load_task(TASK)
     requested = hanse(
         "contract",
@@ -127,6 +132,7 @@ def request_contract(researcher: NodeProcess, city: str, sensor: str, rounds: in
         "8",
         "--delta",
         "0.00001",
+        *extra,
         "--wait",
         "--json",
         "--config",

@@ -170,6 +170,33 @@ def test_more_rounds_than_the_agreement_allows_are_refused_and_nothing_starts(
     assert researcher.nothing_started()
 
 
+@pytest.mark.parametrize(
+    ("cities", "min_nodes", "expected"),
+    [
+        (1, 0, "and the run names 1; name the agreements of at least 2 cities"),
+        (2, 1, "and the run asks for at least 1; start it with --min-nodes 2 or more"),
+    ],
+)
+def test_fewer_cities_per_round_than_the_agreement_allows_are_refused_and_nothing_starts(
+    researcher: Researcher, stub: Stub, cities: int, min_nodes: int, expected: str
+) -> None:
+    # Prepare: the first city agreed to rounds of at least 2 cities.
+    usage = {"purpose": "x", "task": {"id": TASK, "hash": task_hash()}, "min_participants": 2}
+    first = researcher.agreement("two-per-round", usage=usage)
+    others = [researcher.agreement("other", CITY2)] if cities == 2 else []
+
+    # Execute
+    error = refusal(stub.StartTraining, start_request(first, *others, min_nodes=min_nodes))
+
+    # Assert
+    assert error.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert error.reason == "TRAINING_REFUSED"
+    assert error.message == (
+        f"agreement {first} allows training only in rounds of at least 2 cities {expected}"
+    )
+    assert researcher.nothing_started()
+
+
 def test_an_agreement_without_valid_signatures_is_refused_and_nothing_starts(
     researcher: Researcher, stub: Stub
 ) -> None:
