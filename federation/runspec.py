@@ -48,6 +48,10 @@ class RunSpec:
     """Aggregation strategy."""
     min_nodes: int = 1
     """Fewest cities a round needs."""
+    min_aggregate: int = 0
+    """Fewest cities whose updates a training round aggregates (0: no floor): the
+    highest ``minParticipants`` among the run's agreements. A round with fewer accepted
+    updates is not aggregated; the model stays as it was."""
     local_epochs: int = 1
     """Passes over the local data per round."""
     batch_size: int = 64
@@ -87,6 +91,11 @@ class RunSpec:
                 f"min nodes must be between 1 and the number of agreements "
                 f"({len(self.agreements)}), not {self.min_nodes}"
             )
+        if not 0 <= self.min_aggregate <= self.min_nodes:
+            raise RunSpecError(
+                f"min aggregate must be between 0 (no floor) and min nodes "
+                f"({self.min_nodes}), not {self.min_aggregate}"
+            )
         if self.epsilon < 0:
             raise RunSpecError(f"epsilon must be 0 (no cap) or positive, not {self.epsilon}")
         if self.optimizer not in OPTIMIZERS:
@@ -112,6 +121,7 @@ class RunSpec:
             _PREFIX + "nodes": json.dumps({str(k): v for k, v in self.nodes.items()}),
             _PREFIX + "strategy": self.strategy,
             _PREFIX + "min-nodes": self.min_nodes,
+            _PREFIX + "min-aggregate": self.min_aggregate,
             _PREFIX + "local-epochs": self.local_epochs,
             _PREFIX + "batch-size": self.batch_size,
             _PREFIX + "learning-rate": self.learning_rate,
@@ -164,6 +174,7 @@ class RunSpec:
             nodes={int(k): v for k, v in nodes.items()},
             strategy=cast(StrategyName, get("strategy", str, "fedavg")),
             min_nodes=cast(int, get("min-nodes", int, 1)),
+            min_aggregate=cast(int, get("min-aggregate", int, 0)),
             local_epochs=cast(int, get("local-epochs", int, 1)),
             batch_size=cast(int, get("batch-size", int, 64)),
             learning_rate=cast(float, get("learning-rate", float, 0.01)),

@@ -51,14 +51,17 @@ def main(grid: Grid, context: Context) -> None:
                 "learning-rate": spec.learning_rate,
             }
         )
+        initial = ArrayRecord(model.state_dict())
         result = strategy.start(
             grid=watched,
-            initial_arrays=ArrayRecord(model.state_dict()),
+            initial_arrays=initial,
             num_rounds=spec.rounds,
             timeout=spec.round_timeout,
             train_config=train_config,
         )
-        torch.save(result.arrays.to_torch_state_dict(), spec.output / MODEL_FILE)
+        # No round aggregated (each fell below the agreements' floor): the initial model.
+        final = result.arrays if len(result.arrays) else initial
+        torch.save(final.to_torch_state_dict(), spec.output / MODEL_FILE)
         metrics = {
             "train": _by_round(result.train_metrics_clientapp),
             "evaluate": _by_round(result.evaluate_metrics_clientapp),

@@ -97,6 +97,8 @@ def event_lines(event: Mapping[str, Any]) -> list[Text]:
             style="bold",
         )
     ]
+    if event.get("aggregated") is False:
+        lines.append(Text(f"  not aggregated: {event.get('reason', '')}", style="yellow"))
     width = max((len(city) for city in outcomes), default=0)
     for city in sorted(outcomes):
         outcome = outcomes[city]

@@ -215,6 +215,7 @@ class Aggregator:
                 agreements=cities,
                 strategy=request.strategy,
                 min_nodes=min_nodes,
+                min_aggregate=max(map(_min_participants, records), default=0),
                 local_epochs=request.local_epochs,
                 batch_size=request.batch_size,
                 learning_rate=request.learning_rate,
@@ -356,6 +357,12 @@ class Aggregator:
             self._link = None
 
 
+def _min_participants(record: NegotiationRecord) -> int:
+    """The fewest cities per round the agreement's usage states (0: it states none)."""
+    needed = record.usage.get("min_participants")
+    return needed if isinstance(needed, int) and not isinstance(needed, bool) else 0
+
+
 def _check_participants(name: str, record: NegotiationRecord, cities: int, min_nodes: int) -> None:
     """Refuse a run whose rounds may have fewer cities than the agreement's ``minParticipants``.
 
@@ -365,8 +372,8 @@ def _check_participants(name: str, record: NegotiationRecord, cities: int, min_n
     Raises:
         TrainingError: the run names fewer cities, or asks for fewer per round.
     """
-    needed = record.usage.get("min_participants")
-    if not isinstance(needed, int) or isinstance(needed, bool):
+    needed = _min_participants(record)
+    if not needed:
         return
     if cities < needed:
         raise TrainingError(

@@ -252,6 +252,12 @@ def _check_participants(spec: RunSpec, terms: AgreementTerms, run: Run) -> None:
             f"{floor} asks for at least {spec.min_nodes} (--min-nodes); start the run with "
             f"--min-nodes {needed} or more"
         )
+    if spec.min_aggregate < needed:
+        raise RunRefusedError(
+            f"{floor} would aggregate rounds of {spec.min_aggregate or 'any number of'} "
+            "cities (hanse-min-aggregate); the aggregator's node sets it from the agreements' "
+            "minParticipants, so start the run again from an up-to-date node"
+        )
 
 
 def _budget(spec: RunSpec, terms: AgreementTerms) -> float:

@@ -17,6 +17,7 @@ import pytest
 
 from connector.store import create_engine
 from connector.store.ledger import SqlPrivacyLedger
+from federation.progress import read_progress
 from federation.tasks import load_task
 from node.config import load_config
 from node.sample_data import sensor_dataset_id
@@ -72,6 +73,11 @@ def test_three_cities_train_a_forecaster_under_contract(cluster: Cluster) -> Non
     assert run["rounds_done"] == ROUNDS
     assert {c["participant_id"] for c in run["cities"]} == {f"urn:hanse:{n}" for n in CITIES}
     assert Path(run["model_path"]).is_file()
+    # The run carries the agreements' minParticipants as its aggregation floor, and
+    # every training round reached it.
+    events = list(read_progress(Path(run["model_path"]).parent))
+    assert events[0]["spec"]["hanse-min-aggregate"] == len(CITIES)
+    assert not any(e.get("aggregated") is False for e in events)
     metrics = json.loads(Path(run["metrics_path"]).read_text())
     for name in CITIES:
         per_round = metrics["cities"][f"urn:hanse:{name}"]

@@ -345,6 +345,23 @@ def test_a_run_of_fewer_cities_than_agreed_per_round_is_refused(city: City) -> N
     )
 
 
+def test_a_run_that_would_aggregate_fewer_cities_than_agreed_is_refused(city: City) -> None:
+    # Prepare: the rounds wait for all 3 cities, but the run's aggregation floor (set
+    # by the aggregator's node from the agreements) is missing: a round in which one
+    # city fails would be aggregated from 2.
+    record = city.agreement("a", stated=usage(min_participants=3))
+    spec = spec_for("urn:uuid:agreement-a", agreements=cities(3), min_nodes=3, min_aggregate=0)
+
+    # Execute / Assert
+    reason = refused_before_reading(city, spec.to_run_config(), "min-aggregate", record=record)
+    assert reason == (
+        "agreement urn:uuid:agreement-a allows training only in rounds of at least 3 cities "
+        f"and run {RUN} would aggregate rounds of any number of cities (hanse-min-aggregate); "
+        "the aggregator's node sets it from the agreements' minParticipants, so start the run "
+        "again from an up-to-date node"
+    )
+
+
 @pytest.mark.parametrize(
     ("stated", "expected"),
     [
@@ -461,16 +478,21 @@ def test_a_live_agreement_gives_a_governed_app_that_sends_a_signed_update(city: 
 
 
 @pytest.mark.parametrize(
-    ("min_participants", "run_cities", "min_nodes"),
-    [(3, 3, 3), (2, 3, 3), (None, 3, 1)],
-    ids=["as-many-as-agreed", "more-than-agreed", "none-agreed"],
+    ("min_participants", "run_cities", "min_nodes", "min_aggregate"),
+    [(3, 3, 3, 3), (2, 3, 3, 2), (2, 3, 3, 3), (None, 3, 1, 0)],
+    ids=["as-many-as-agreed", "more-than-agreed", "higher-floor", "none-agreed"],
 )
 def test_a_run_with_enough_cities_per_round_trains(
-    city: City, min_participants: int | None, run_cities: int, min_nodes: int
+    city: City, min_participants: int | None, run_cities: int, min_nodes: int, min_aggregate: int
 ) -> None:
     # Prepare
     city.agreement("a", stated=usage(min_participants=min_participants))
-    spec = spec_for("urn:uuid:agreement-a", agreements=cities(run_cities), min_nodes=min_nodes)
+    spec = spec_for(
+        "urn:uuid:agreement-a",
+        agreements=cities(run_cities),
+        min_nodes=min_nodes,
+        min_aggregate=min_aggregate,
+    )
     run_config = spec.to_run_config()
     message = train_message()
 

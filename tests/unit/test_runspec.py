@@ -30,6 +30,7 @@ def a_full_spec() -> RunSpec:
         nodes={101: "urn:hanse:city-a", 202: "urn:hanse:city-b"},
         strategy="fedprox",
         min_nodes=2,
+        min_aggregate=2,
         local_epochs=2,
         batch_size=16,
         learning_rate=0.05,
@@ -71,6 +72,7 @@ def test_the_run_config_is_flat_prefixed_and_holds_only_flower_scalar_types() ->
     assert config["hanse-rounds"] == 3
     assert config["hanse-round-timeout"] == 42.5
     assert config["hanse-optimizer"] == "adam"
+    assert config["hanse-min-aggregate"] == 2
     assert json.loads(str(config["hanse-agreements"])) == {
         "urn:hanse:city-a": "agr-a",
         "urn:hanse:city-b": "agr-b",
@@ -103,6 +105,7 @@ def test_a_minimal_run_config_gets_the_defaults() -> None:
     assert spec.nodes == {}
     assert spec.strategy == "fedavg"
     assert spec.min_nodes == 1
+    assert spec.min_aggregate == 0
     assert spec.local_epochs == 1
     assert spec.batch_size == 64
     assert spec.learning_rate == 0.01
@@ -200,6 +203,14 @@ def test_every_optimizer_name_survives_the_round_trip(optimizer: str) -> None:
         (
             {"min_nodes": 3},
             r"min nodes must be between 1 and the number of agreements \(2\), not 3",
+        ),
+        (
+            {"min_nodes": 1, "min_aggregate": 2},
+            r"min aggregate must be between 0 \(no floor\) and min nodes \(1\), not 2",
+        ),
+        (
+            {"min_aggregate": -1},
+            r"min aggregate must be between 0 \(no floor\) and min nodes \(1\), not -1",
         ),
         ({"local_epochs": 0}, "local epochs, batch size and learning rate must be positive"),
         ({"batch_size": 0}, "local epochs, batch size and learning rate must be positive"),

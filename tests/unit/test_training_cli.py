@@ -447,6 +447,35 @@ def test_event_lines_for_a_round_list_every_city_sorted() -> None:
     assert lines[2].style == "red"
 
 
+def test_event_lines_for_a_round_not_aggregated_say_why() -> None:
+    reason = (
+        "1 of the at least 2 cities the agreements require (minParticipants) sent an "
+        "accepted update; the model stays as it was"
+    )
+    lines = event_lines(
+        {
+            "event": "round",
+            "phase": "train",
+            "round": 1,
+            "rounds": 2,
+            "cities": {
+                "urn:a": ok(0.5, 1024),
+                "urn:b": refused("privacy budget exhausted"),
+            },
+            "aggregated": False,
+            "reason": reason,
+        }
+    )
+
+    assert [line.plain for line in lines] == [
+        "round 1/2 train: 1 of 2 cities ok",
+        f"  not aggregated: {reason}",
+        "  urn:a  ok       loss=0.5  (1.0 KiB)",
+        "  urn:b  refused  privacy budget exhausted",
+    ]
+    assert lines[1].style == "yellow"
+
+
 def test_train_tasks_lists_installed_tasks_and_prints_one_hash() -> None:
     from typer.testing import CliRunner
 

@@ -304,6 +304,80 @@ def test_a_flower_strategy_aggregates_only_the_replies_that_pass(tmp_path: Path)
     )
 
 
+# --- the aggregation floor (minParticipants) ---------------------------------------------------
+
+
+def test_a_train_round_with_fewer_accepted_updates_than_the_floor_is_not_aggregated(
+    tmp_path: Path,
+) -> None:
+    # Prepare: the agreements allow updates only in aggregates of at least 3 cities;
+    # city C refuses this round.
+    answers: dict[int, Answer] = {
+        11: trains(0.5, examples=10, shift=1.0),
+        22: trains(0.5, examples=30, shift=2.0),
+        33: fails("privacy budget exhausted"),
+    }
+    inner = CannedGrid(answers)
+    spec = a_spec(min_nodes=3, min_aggregate=3)
+    grid = WatchedGrid(inner, spec, ProgressWriter(tmp_path / "run"))
+    strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
+
+    # Execute
+    result = strategy.start(grid=grid, initial_arrays=model(), num_rounds=2, timeout=5.0)
+
+    # Assert: no round was aggregated (Flower's result holds no arrays; the ServerApp
+    # keeps the initial model), and each round says why, with every city's outcome.
+    assert len(result.arrays) == 0
+    events = rounds_in(tmp_path / "run")
+    assert [(e["phase"], e["round"], e["aggregated"]) for e in events] == [
+        ("train", 1, False),
+        ("train", 2, False),
+    ]
+    assert events[0]["reason"] == (
+        "2 of the at least 3 cities the agreements require (minParticipants) sent an "
+        "accepted update; the model stays as it was"
+    )
+    assert events[0]["cities"][CITY_A]["ok"] and not events[0]["cities"][CITY_C]["ok"]
+
+
+def test_a_train_round_that_reaches_the_floor_is_aggregated(tmp_path: Path) -> None:
+    # Prepare: a floor of 2; city C's update is refused, A and B reach the floor.
+    answers: dict[int, Answer] = {
+        11: trains(0.5, examples=10, shift=1.0),
+        22: trains(0.5, examples=30, shift=2.0),
+        33: fails("privacy budget exhausted"),
+    }
+    grid = WatchedGrid(
+        CannedGrid(answers), a_spec(min_nodes=3, min_aggregate=2), ProgressWriter(tmp_path / "r")
+    )
+    strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
+
+    # Execute
+    result = strategy.start(grid=grid, initial_arrays=model(), num_rounds=1, timeout=5.0)
+
+    # Assert
+    assert np.allclose(result.arrays["weight"].numpy(), (1.0 * 10 + 2.0 * 30) / 40)
+    (event,) = rounds_in(tmp_path / "r")
+    assert "aggregated" not in event and "reason" not in event
+
+
+def test_evaluation_replies_are_kept_below_the_floor(tmp_path: Path) -> None:
+    # Prepare: metrics only, no update leaves a city in an evaluation round.
+    grid = WatchedGrid(
+        CannedGrid({11: evaluates(0.5), 22: fails("down"), 33: fails("down")}),
+        a_spec(min_nodes=3, min_aggregate=3),
+        ProgressWriter(tmp_path / "run"),
+    )
+
+    # Execute
+    kept = list(grid.send_and_receive(instructions(grid, "evaluate", [11, 22, 33])))
+
+    # Assert
+    assert [m.metadata.src_node_id for m in kept] == [11]
+    (event,) = rounds_in(tmp_path / "run")
+    assert "aggregated" not in event
+
+
 # --- the progress file --------------------------------------------------------------------------
 
 
