@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&connector/v1/training_management.proto\x12\x0c\x63onnector.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x02\n\x0cTrainingCity\x12\x16\n\x0eparticipant_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61greement_id\x18\x02 \x01(\t\x12.\n\x05state\x18\x03 \x01(\x0e\x32\x1f.connector.v1.TrainingCityState\x12\x12\n\nlast_round\x18\x04 \x01(\x05\x12\x12\n\nlast_phase\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x38\n\x07metrics\x18\x07 \x03(\x0b\x32\'.connector.v1.TrainingCity.MetricsEntry\x12\x14\n\x0cupdate_bytes\x18\x08 \x01(\x03\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xd5\x03\n\x08Training\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12*\n\x05state\x18\x02 \x01(\x0e\x32\x1b.connector.v1.TrainingState\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07task_id\x18\x04 \x01(\t\x12\x11\n\ttask_hash\x18\x05 \x01(\t\x12\x0e\n\x06rounds\x18\x06 \x01(\x05\x12\x13\n\x0brounds_done\x18\x07 \x01(\x05\x12\x10\n\x08strategy\x18\x08 \x01(\t\x12\x0f\n\x07\x65psilon\x18\t \x01(\x01\x12\x11\n\tmin_nodes\x18\n \x01(\x05\x12\x14\n\x0clocal_epochs\x18\x0b \x01(\x05\x12\x12\n\nbatch_size\x18\x0c \x01(\x05\x12\x15\n\rlearning_rate\x18\r \x01(\x01\x12*\n\x06\x63ities\x18\x0e \x03(\x0b\x32\x1a.connector.v1.TrainingCity\x12\x0e\n\x06\x66older\x18\x0f \x01(\t\x12\x12\n\nmodel_path\x18\x10 \x01(\t\x12\x14\n\x0cmetrics_path\x18\x11 \x01(\t\x12/\n\x0b\x63reate_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x65vent_count\x18\x13 \x01(\x05\x12\x11\n\toptimizer\x18\x14 \x01(\t\"\xec\x01\n\x14StartTrainingRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x15\n\ragreement_ids\x18\x02 \x03(\t\x12\x0e\n\x06rounds\x18\x03 \x01(\x05\x12\x10\n\x08strategy\x18\x04 \x01(\t\x12\x0f\n\x07\x65psilon\x18\x05 \x01(\x01\x12\x11\n\tmin_nodes\x18\x06 \x01(\x05\x12\x14\n\x0clocal_epochs\x18\x07 \x01(\x05\x12\x12\n\nbatch_size\x18\x08 \x01(\x05\x12\x15\n\rlearning_rate\x18\t \x01(\x01\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x11\n\toptimizer\x18\x0b \x01(\t\"A\n\x15StartTrainingResponse\x12(\n\x08training\x18\x01 \x01(\x0b\x32\x16.connector.v1.Training\"$\n\x12GetTrainingRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"?\n\x13GetTrainingResponse\x12(\n\x08training\x18\x01 \x01(\x0b\x32\x16.connector.v1.Training\"=\n\x14ListTrainingsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"[\n\x15ListTrainingsResponse\x12)\n\ttrainings\x18\x01 \x03(\x0b\x32\x16.connector.v1.Training\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x14WatchTrainingRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x05\"d\n\x15WatchTrainingResponse\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x12\n\nevent_json\x18\x02 \x01(\t\x12(\n\x08training\x18\x03 \x01(\x0b\x32\x16.connector.v1.Training\"9\n\x13StopTrainingRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"@\n\x14StopTrainingResponse\x12(\n\x08training\x18\x01 \x01(\x0b\x32\x16.connector.v1.Training*\xa0\x01\n\rTrainingState\x12\x1e\n\x1aTRAINING_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16TRAINING_STATE_RUNNING\x10\x01\x12\x1c\n\x18TRAINING_STATE_COMPLETED\x10\x02\x12\x19\n\x15TRAINING_STATE_FAILED\x10\x03\x12\x1a\n\x16TRAINING_STATE_STOPPED\x10\x04*\x95\x01\n\x11TrainingCityState\x12#\n\x1fTRAINING_CITY_STATE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bTRAINING_CITY_STATE_WAITING\x10\x01\x12\x1a\n\x16TRAINING_CITY_STATE_OK\x10\x02\x12\x1e\n\x1aTRAINING_CITY_STATE_FAILED\x10\x03\x32\xd6\x03\n\x19TrainingManagementService\x12X\n\rStartTraining\x12\".connector.v1.StartTrainingRequest\x1a#.connector.v1.StartTrainingResponse\x12R\n\x0bGetTraining\x12 .connector.v1.GetTrainingRequest\x1a!.connector.v1.GetTrainingResponse\x12X\n\rListTrainings\x12\".connector.v1.ListTrainingsRequest\x1a#.connector.v1.ListTrainingsResponse\x12Z\n\rWatchTraining\x12\".connector.v1.WatchTrainingRequest\x1a#.connector.v1.WatchTrainingResponse0\x01\x12U\n\x0cStopTraining\x12!.connector.v1.StopTrainingRequest\x1a\".connector.v1.StopTrainingResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&connector/v1/training_management.proto\x12\x0c\x63onnector.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x02\n\x0cTrainingCity\x12\x16\n\x0eparticipant_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61greement_id\x18\x02 \x01(\t\x12.\n\x05state\x18\x03 \x01(\x0e\x32\x1f.connector.v1.TrainingCityState\x12\x12\n\nlast_round\x18\x04 \x01(\x05\x12\x12\n\nlast_phase\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x38\n\x07metrics\x18\x07 \x03(\x0b\x32\'.connector.v1.TrainingCity.MetricsEntry\x12\x14\n\x0cupdate_bytes\x18\x08 \x01(\x03\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xec\x03\n\x08Training\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12*\n\x05state\x18\x02 \x01(\x0e\x32\x1b.connector.v1.TrainingState\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07task_id\x18\x04 \x01(\t\x12\x11\n\ttask_hash\x18\x05 \x01(\t\x12\x0e\n\x06rounds\x18\x06 \x01(\x05\x12\x13\n\x0brounds_done\x18\x07 \x01(\x05\x12\x10\n\x08strategy\x18\x08 \x01(\t\x12\x0f\n\x07\x65psilon\x18\t \x01(\x01\x12\x11\n\tmin_nodes\x18\n \x01(\x05\x12\x14\n\x0clocal_epochs\x18\x0b \x01(\x05\x12\x12\n\nbatch_size\x18\x0c \x01(\x05\x12\x15\n\rlearning_rate\x18\r \x01(\x01\x12*\n\x06\x63ities\x18\x0e \x03(\x0b\x32\x1a.connector.v1.TrainingCity\x12\x0e\n\x06\x66older\x18\x0f \x01(\t\x12\x12\n\nmodel_path\x18\x10 \x01(\t\x12\x14\n\x0cmetrics_path\x18\x11 \x01(\t\x12/\n\x0b\x63reate_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x65vent_count\x18\x13 \x01(\x05\x12\x11\n\toptimizer\x18\x14 \x01(\t\x12\x15\n\rmin_aggregate\x18\x15 \x01(\x05\"\xec\x01\n\x14StartTrainingRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x15\n\ragreement_ids\x18\x02 \x03(\t\x12\x0e\n\x06rounds\x18\x03 \x01(\x05\x12\x10\n\x08strategy\x18\x04 \x01(\t\x12\x0f\n\x07\x65psilon\x18\x05 \x01(\x01\x12\x11\n\tmin_nodes\x18\x06 \x01(\x05\x12\x14\n\x0clocal_epochs\x18\x07 \x01(\x05\x12\x12\n\nbatch_size\x18\x08 \x01(\x05\x12\x15\n\rlearning_rate\x18\t \x01(\x01\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x11\n\toptimizer\x18\x0b \x01(\t\"A\n\x15StartTrainingResponse\x12(\n\x08training\x18\x01 \x01(\x0b\x32\x16.connector.v1.Training\"$\n\x12GetTrainingRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"?\n\x13GetTrainingResponse\x12(\n\x08training\x18\x01 \x01(\x0b\x32\x16.connector.v1.Training\"=\n\x14ListTrainingsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"[\n\x15ListTrainingsResponse\x12)\n\ttrainings\x18\x01 \x03(\x0b\x32\x16.connector.v1.Training\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x14WatchTrainingRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x05\"d\n\x15WatchTrainingResponse\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x12\n\nevent_json\x18\x02 \x01(\t\x12(\n\x08training\x18\x03 \x01(\x0b\x32\x16.connector.v1.Training\"9\n\x13StopTrainingRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"@\n\x14StopTrainingResponse\x12(\n\x08training\x18\x01 \x01(\x0b\x32\x16.connector.v1.Training*\xa0\x01\n\rTrainingState\x12\x1e\n\x1aTRAINING_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16TRAINING_STATE_RUNNING\x10\x01\x12\x1c\n\x18TRAINING_STATE_COMPLETED\x10\x02\x12\x19\n\x15TRAINING_STATE_FAILED\x10\x03\x12\x1a\n\x16TRAINING_STATE_STOPPED\x10\x04*\x95\x01\n\x11TrainingCityState\x12#\n\x1fTRAINING_CITY_STATE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bTRAINING_CITY_STATE_WAITING\x10\x01\x12\x1a\n\x16TRAINING_CITY_STATE_OK\x10\x02\x12\x1e\n\x1aTRAINING_CITY_STATE_FAILED\x10\x03\x32\xd6\x03\n\x19TrainingManagementService\x12X\n\rStartTraining\x12\".connector.v1.StartTrainingRequest\x1a#.connector.v1.StartTrainingResponse\x12R\n\x0bGetTraining\x12 .connector.v1.GetTrainingRequest\x1a!.connector.v1.GetTrainingResponse\x12X\n\rListTrainings\x12\".connector.v1.ListTrainingsRequest\x1a#.connector.v1.ListTrainingsResponse\x12Z\n\rWatchTraining\x12\".connector.v1.WatchTrainingRequest\x1a#.connector.v1.WatchTrainingResponse0\x01\x12U\n\x0cStopTraining\x12!.connector.v1.StopTrainingRequest\x1a\".connector.v1.StopTrainingResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,36 +34,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TRAININGCITY_METRICSENTRY']._loaded_options = None
   _globals['_TRAININGCITY_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_TRAININGSTATE']._serialized_start=1704
-  _globals['_TRAININGSTATE']._serialized_end=1864
-  _globals['_TRAININGCITYSTATE']._serialized_start=1867
-  _globals['_TRAININGCITYSTATE']._serialized_end=2016
+  _globals['_TRAININGSTATE']._serialized_start=1727
+  _globals['_TRAININGSTATE']._serialized_end=1887
+  _globals['_TRAININGCITYSTATE']._serialized_start=1890
+  _globals['_TRAININGCITYSTATE']._serialized_end=2039
   _globals['_TRAININGCITY']._serialized_start=90
   _globals['_TRAININGCITY']._serialized_end=381
   _globals['_TRAININGCITY_METRICSENTRY']._serialized_start=335
   _globals['_TRAININGCITY_METRICSENTRY']._serialized_end=381
   _globals['_TRAINING']._serialized_start=384
-  _globals['_TRAINING']._serialized_end=853
-  _globals['_STARTTRAININGREQUEST']._serialized_start=856
-  _globals['_STARTTRAININGREQUEST']._serialized_end=1092
-  _globals['_STARTTRAININGRESPONSE']._serialized_start=1094
-  _globals['_STARTTRAININGRESPONSE']._serialized_end=1159
-  _globals['_GETTRAININGREQUEST']._serialized_start=1161
-  _globals['_GETTRAININGREQUEST']._serialized_end=1197
-  _globals['_GETTRAININGRESPONSE']._serialized_start=1199
-  _globals['_GETTRAININGRESPONSE']._serialized_end=1262
-  _globals['_LISTTRAININGSREQUEST']._serialized_start=1264
-  _globals['_LISTTRAININGSREQUEST']._serialized_end=1325
-  _globals['_LISTTRAININGSRESPONSE']._serialized_start=1327
-  _globals['_LISTTRAININGSRESPONSE']._serialized_end=1418
-  _globals['_WATCHTRAININGREQUEST']._serialized_start=1420
-  _globals['_WATCHTRAININGREQUEST']._serialized_end=1474
-  _globals['_WATCHTRAININGRESPONSE']._serialized_start=1476
-  _globals['_WATCHTRAININGRESPONSE']._serialized_end=1576
-  _globals['_STOPTRAININGREQUEST']._serialized_start=1578
-  _globals['_STOPTRAININGREQUEST']._serialized_end=1635
-  _globals['_STOPTRAININGRESPONSE']._serialized_start=1637
-  _globals['_STOPTRAININGRESPONSE']._serialized_end=1701
-  _globals['_TRAININGMANAGEMENTSERVICE']._serialized_start=2019
-  _globals['_TRAININGMANAGEMENTSERVICE']._serialized_end=2489
+  _globals['_TRAINING']._serialized_end=876
+  _globals['_STARTTRAININGREQUEST']._serialized_start=879
+  _globals['_STARTTRAININGREQUEST']._serialized_end=1115
+  _globals['_STARTTRAININGRESPONSE']._serialized_start=1117
+  _globals['_STARTTRAININGRESPONSE']._serialized_end=1182
+  _globals['_GETTRAININGREQUEST']._serialized_start=1184
+  _globals['_GETTRAININGREQUEST']._serialized_end=1220
+  _globals['_GETTRAININGRESPONSE']._serialized_start=1222
+  _globals['_GETTRAININGRESPONSE']._serialized_end=1285
+  _globals['_LISTTRAININGSREQUEST']._serialized_start=1287
+  _globals['_LISTTRAININGSREQUEST']._serialized_end=1348
+  _globals['_LISTTRAININGSRESPONSE']._serialized_start=1350
+  _globals['_LISTTRAININGSRESPONSE']._serialized_end=1441
+  _globals['_WATCHTRAININGREQUEST']._serialized_start=1443
+  _globals['_WATCHTRAININGREQUEST']._serialized_end=1497
+  _globals['_WATCHTRAININGRESPONSE']._serialized_start=1499
+  _globals['_WATCHTRAININGRESPONSE']._serialized_end=1599
+  _globals['_STOPTRAININGREQUEST']._serialized_start=1601
+  _globals['_STOPTRAININGREQUEST']._serialized_end=1658
+  _globals['_STOPTRAININGRESPONSE']._serialized_start=1660
+  _globals['_STOPTRAININGRESPONSE']._serialized_end=1724
+  _globals['_TRAININGMANAGEMENTSERVICE']._serialized_start=2042
+  _globals['_TRAININGMANAGEMENTSERVICE']._serialized_end=2512
 # @@protoc_insertion_point(module_scope)

@@ -62,7 +62,7 @@ class TrainingCity(_message.Message):
     def __init__(self, participant_id: _Optional[str] = ..., agreement_id: _Optional[str] = ..., state: _Optional[_Union[TrainingCityState, str]] = ..., last_round: _Optional[int] = ..., last_phase: _Optional[str] = ..., error: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., update_bytes: _Optional[int] = ...) -> None: ...
 
 class Training(_message.Message):
-    __slots__ = ("run_id", "state", "reason", "task_id", "task_hash", "rounds", "rounds_done", "strategy", "epsilon", "min_nodes", "local_epochs", "batch_size", "learning_rate", "cities", "folder", "model_path", "metrics_path", "create_time", "event_count", "optimizer")
+    __slots__ = ("run_id", "state", "reason", "task_id", "task_hash", "rounds", "rounds_done", "strategy", "epsilon", "min_nodes", "local_epochs", "batch_size", "learning_rate", "cities", "folder", "model_path", "metrics_path", "create_time", "event_count", "optimizer", "min_aggregate")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +83,7 @@ class Training(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     EVENT_COUNT_FIELD_NUMBER: _ClassVar[int]
     OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
+    MIN_AGGREGATE_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     state: TrainingState
     reason: str
@@ -103,7 +104,8 @@ class Training(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     event_count: int
     optimizer: str
-    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[_Union[TrainingState, str]] = ..., reason: _Optional[str] = ..., task_id: _Optional[str] = ..., task_hash: _Optional[str] = ..., rounds: _Optional[int] = ..., rounds_done: _Optional[int] = ..., strategy: _Optional[str] = ..., epsilon: _Optional[float] = ..., min_nodes: _Optional[int] = ..., local_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., cities: _Optional[_Iterable[_Union[TrainingCity, _Mapping]]] = ..., folder: _Optional[str] = ..., model_path: _Optional[str] = ..., metrics_path: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_count: _Optional[int] = ..., optimizer: _Optional[str] = ...) -> None: ...
+    min_aggregate: int
+    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[_Union[TrainingState, str]] = ..., reason: _Optional[str] = ..., task_id: _Optional[str] = ..., task_hash: _Optional[str] = ..., rounds: _Optional[int] = ..., rounds_done: _Optional[int] = ..., strategy: _Optional[str] = ..., epsilon: _Optional[float] = ..., min_nodes: _Optional[int] = ..., local_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., cities: _Optional[_Iterable[_Union[TrainingCity, _Mapping]]] = ..., folder: _Optional[str] = ..., model_path: _Optional[str] = ..., metrics_path: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_count: _Optional[int] = ..., optimizer: _Optional[str] = ..., min_aggregate: _Optional[int] = ...) -> None: ...
 
 class StartTrainingRequest(_message.Message):
     __slots__ = ("task_id", "agreement_ids", "rounds", "strategy", "epsilon", "min_nodes", "local_epochs", "batch_size", "learning_rate", "request_id", "optimizer")

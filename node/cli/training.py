@@ -124,6 +124,12 @@ def summary_rows(training: pb.Training) -> list[list[str]]:
         ["epsilon cap", f"{training.epsilon:g}" if training.epsilon else "per agreement"],
         ["min cities / round", str(training.min_nodes)],
         [
+            "aggregation floor",
+            f"{training.min_aggregate} cities (minParticipants)"
+            if training.min_aggregate
+            else "none",
+        ],
+        [
             "local training",
             f"{training.local_epochs} epoch(s), batch {training.batch_size}, "
             f"{training.optimizer or 'sgd'}, learning rate {training.learning_rate:g}",

@@ -118,6 +118,7 @@ def training_to_pb(run: TrainingRun) -> pb.Training:
         strategy=spec.strategy,
         epsilon=spec.epsilon,
         min_nodes=spec.min_nodes,
+        min_aggregate=spec.min_aggregate,
         local_epochs=spec.local_epochs,
         batch_size=spec.batch_size,
         learning_rate=spec.learning_rate,

@@ -19,8 +19,9 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
+from connector.v1 import training_management_pb2 as pb
 from node.cli import app, output
-from node.cli.training import event_lines
+from node.cli.training import event_lines, summary_rows
 from tests.unit.training_support import (
     CITY1,
     CITY2,
@@ -445,6 +446,16 @@ def test_event_lines_for_a_round_list_every_city_sorted() -> None:
         "  urn:b  refused  no reply before the round timed out",
     ]
     assert lines[2].style == "red"
+
+
+@pytest.mark.parametrize(
+    ("floor", "shown"), [(3, "3 cities (minParticipants)"), (0, "none")], ids=["floor", "none"]
+)
+def test_show_prints_the_aggregation_floor(floor: int, shown: str) -> None:
+    rows = summary_rows(pb.Training(run_id="7", min_nodes=3, min_aggregate=floor))
+
+    assert ["min cities / round", "3"] in rows
+    assert ["aggregation floor", shown] in rows
 
 
 def test_event_lines_for_a_round_not_aggregated_say_why() -> None:

@@ -363,7 +363,7 @@ def test_get_shows_a_completed_run_with_each_citys_last_outcome(
 ) -> None:
     # Prepare
     cities = {CITY1: "urn:uuid:agreement-a", CITY2: "urn:uuid:agreement-b"}
-    writer = researcher.record_run("17", cities)
+    writer = researcher.record_run("17", cities, min_aggregate=2)
     write_completed_run(writer, CITY1, CITY2)
 
     # Execute
@@ -374,7 +374,7 @@ def test_get_shows_a_completed_run_with_each_citys_last_outcome(
     assert training.state == pb.TRAINING_STATE_COMPLETED
     assert (training.task_id, training.task_hash) == (TASK, task_hash())
     assert (training.rounds, training.rounds_done) == (2, 2)
-    assert (training.strategy, training.min_nodes) == ("fedprox", 2)
+    assert (training.strategy, training.min_nodes, training.min_aggregate) == ("fedprox", 2, 2)
     assert training.event_count == 6
     assert training.create_time.ToJsonString() == "2026-03-01T12:00:00Z"
     folder = Path(training.folder)

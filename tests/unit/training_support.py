@@ -130,6 +130,7 @@ class Researcher:
         *,
         rounds: int = 2,
         created: str = "2026-03-01T12:00:00Z",
+        min_aggregate: int = 0,
     ) -> ProgressWriter:
         """Record a run as :meth:`Aggregator.start` does; return its progress writer."""
         out = self.aggregator.root / f"run-{run_id}"
@@ -140,6 +141,7 @@ class Researcher:
             agreements=dict(cities),
             strategy="fedprox",
             min_nodes=len(cities),
+            min_aggregate=min_aggregate,
             out_dir=str(out),
         )
         out.mkdir(parents=True, exist_ok=True)
