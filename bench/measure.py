@@ -1,4 +1,4 @@
-"""What the benchmarks share: the echo baseline process, a rate meter, the docs writer."""
+"""What the benchmarks share: the two nodes, the echo baseline, a rate meter, the docs writer."""
 
 from __future__ import annotations
 
@@ -10,8 +10,39 @@ from collections.abc import Callable
 from pathlib import Path
 
 from node.health import check_health
+from node.setup import NodeInit, PeerSpec
+from node.supervisor import RunningNode, start_node
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def start_city(work: Path, sensors: list[str]) -> RunningNode:
+    """A city node (``urn:hanse:city-a``) holding ``sensors``, set up under ``work``.
+
+    ``work / "pki"`` must hold the federation CA (``init_ca``).
+    """
+    config = NodeInit(
+        name="city-a",
+        pki_dir=work / "pki",
+        out_dir=work / "city-a",
+        protocol_listen="127.0.0.1:0",
+        management_listen="127.0.0.1:0",
+        sensors=sensors,
+    ).write()
+    return start_node(config.path, work / "city.log")
+
+
+def start_researcher(work: Path, city: RunningNode) -> RunningNode:
+    """A researcher node with ``city`` as its peer ``city-a``, set up under ``work``."""
+    config = NodeInit(
+        name="researcher",
+        pki_dir=work / "pki",
+        out_dir=work / "researcher",
+        protocol_listen="127.0.0.1:0",
+        management_listen="127.0.0.1:0",
+        peers=[PeerSpec("city-a", "urn:hanse:city-a", city.protocol)],
+    ).write()
+    return start_node(config.path, work / "researcher.log")
 
 
 def spawn_echo(work: Path, tls_args: list[str]) -> tuple[subprocess.Popen[bytes], str, float]:

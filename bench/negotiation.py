@@ -40,15 +40,20 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from measure import measure_rate, spawn_echo, write_section  # noqa: E402
+from measure import (  # noqa: E402
+    measure_rate,
+    spawn_echo,
+    start_city,
+    start_researcher,
+    write_section,
+)
 
 from connector.identity import TLSFiles, channel_credentials, init_ca, issue_certificate, load_tls  # noqa: E402
 from connector.interceptors.admin import bearer_metadata  # noqa: E402
 from connector.v1 import negotiation_management_pb2 as pb  # noqa: E402
 from node.client import NodeClient  # noqa: E402
 from node.sample_data import sensor_dataset_id  # noqa: E402
-from node.setup import NodeInit, PeerSpec  # noqa: E402
-from node.supervisor import RunningNode, start_node  # noqa: E402
+from node.supervisor import RunningNode  # noqa: E402
 
 MARK_BEGIN = "<!-- bench:negotiation:begin -->"
 MARK_END = "<!-- bench:negotiation:end -->"
@@ -259,14 +264,6 @@ def main() -> None:
     ) as raw:
         work = Path(raw)
         init_ca(work / "pki")
-        city_cfg = NodeInit(
-            name="city-a",
-            pki_dir=work / "pki",
-            out_dir=work / "city-a",
-            protocol_listen="127.0.0.1:0",
-            management_listen="127.0.0.1:0",
-            sensors=[SENSOR],
-        ).write()
         peer_files = issue_certificate(
             work / "pki", "bench-peer", participant_id="urn:hanse:bench-peer", out_dir=work / "peer"
         )
@@ -274,7 +271,7 @@ def main() -> None:
         peer_tls = load_tls(TLSFiles(peer_files.cert, peer_key, peer_files.ca))
         tls_args = [str(peer_files.cert), str(peer_key), str(peer_files.ca)]
 
-        city = start_node(city_cfg.path, work / "city.log")
+        city = start_city(work, [SENSOR])
         researcher = None
         echo = None
         cells: list[Cell] = []
@@ -282,15 +279,7 @@ def main() -> None:
         echo_cpu: dict[int, float] = {}
         """Concurrency -> CPU seconds per echo call, client and server together."""
         try:
-            researcher_cfg = NodeInit(
-                name="researcher",
-                pki_dir=work / "pki",
-                out_dir=work / "researcher",
-                protocol_listen="127.0.0.1:0",
-                management_listen="127.0.0.1:0",
-                peers=[PeerSpec("city-a", "urn:hanse:city-a", city.protocol)],
-            ).write()
-            researcher = start_node(researcher_cfg.path, work / "researcher.log")
+            researcher = start_researcher(work, city)
             echo, echo_address, _ = spawn_echo(work, tls_args)
             nodes = {"city": city, "researcher": researcher}
             with researcher.client() as client:

@@ -39,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from measure import start_city, start_researcher  # noqa: E402
 from negotiation import DATASET, SENSOR, Cell, _negotiate  # noqa: E402
 
 from connector.clock import SystemClock  # noqa: E402
@@ -59,8 +60,6 @@ from connector.store import (  # noqa: E402
     migrate,
     sqlite_url,
 )
-from node.setup import NodeInit, PeerSpec  # noqa: E402
-from node.supervisor import start_node  # noqa: E402
 
 POLICY = {
     "permission": [
@@ -167,26 +166,10 @@ def engines(work: Path, count: int) -> None:
 def timeline(work: Path, count: int) -> None:
     """Per-step median offsets of ``count`` sequential negotiations between two nodes."""
     init_ca(work / "pki")
-    city_cfg = NodeInit(
-        name="city-a",
-        pki_dir=work / "pki",
-        out_dir=work / "city-a",
-        protocol_listen="127.0.0.1:0",
-        management_listen="127.0.0.1:0",
-        sensors=[SENSOR],
-    ).write()
-    city = start_node(city_cfg.path, work / "city.log")
+    city = start_city(work, [SENSOR])
     researcher = None
     try:
-        researcher_cfg = NodeInit(
-            name="researcher",
-            pki_dir=work / "pki",
-            out_dir=work / "researcher",
-            protocol_listen="127.0.0.1:0",
-            management_listen="127.0.0.1:0",
-            peers=[PeerSpec("city-a", "urn:hanse:city-a", city.protocol)],
-        ).write()
-        researcher = start_node(researcher_cfg.path, work / "researcher.log")
+        researcher = start_researcher(work, city)
         cell = Cell(1)
         with researcher.client() as client:
             for _ in range(count + 10):
