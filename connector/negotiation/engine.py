@@ -811,6 +811,16 @@ class NegotiationEngine:
             and record.pending.message_id == unsettled.message.message_id
         )
 
+    def dsp_state(self, record: NegotiationRecord) -> NegotiationState:
+        """The DSP state of ``record`` for its counter-party (see :func:`visible_state`).
+
+        A message the counter-party acknowledged whose acknowledgement is deferred
+        counts as acknowledged: the counter-party is past it.
+        """
+        if self.is_unsettled(record):
+            return acknowledged(record.state)
+        return visible_state(record)
+
     def _settle_now(self, negotiation_id: str) -> None:
         """Save ``negotiation_id``'s deferred acknowledgement, if it has one."""
         with self._unsettled_lock:

@@ -17,7 +17,7 @@ from google.protobuf.message import Message as ProtoMessage
 
 from connector.errors import invalid_argument, not_found
 from connector.interceptors.authentication import current_peer
-from connector.negotiation.engine import NegotiationEngine, visible_state
+from connector.negotiation.engine import NegotiationEngine
 from connector.negotiation.messages import negotiation_ack
 from connector.negotiation.model import AnsweredBeforeError, AnswerSlot
 from connector.negotiation.states import Message, NegotiationState, Role
@@ -189,7 +189,7 @@ class NegotiationProtocolServicer(negotiation_protocol_pb2_grpc.NegotiationProto
             raise not_found(
                 "NEGOTIATION_NOT_FOUND", f"no negotiation {request.pid!r} is shared with you"
             )
-        state = visible_state(record)
+        state = self._engine.dsp_state(record)
         if state is NegotiationState.INITIAL:
             raise not_found(
                 "NEGOTIATION_NOT_FOUND", f"no negotiation {request.pid!r} is shared with you"

@@ -22,7 +22,7 @@ import pytest
 from connector.clock import FixedClock, SystemClock
 from connector.identity import init_ca
 from connector.negotiation.dispatcher import Dispatcher
-from connector.negotiation.engine import Backoff, NegotiationEngine
+from connector.negotiation.engine import Backoff, NegotiationEngine, visible_state
 from connector.store import (
     SqlAuditLog,
     SqlDatasetStore,
@@ -117,6 +117,30 @@ def test_a_deferred_acknowledgement_waits_without_a_second_delivery_then_is_save
     assert settled.provider_pid != "" and not world.consumer.is_unsettled(settled)
     assert world.audit_kinds(world.consumer)["negotiation.message.sent"] == 1
     assert world.consumer.dispatch_due() == 0
+
+
+def test_the_counter_party_sees_the_acknowledged_state_while_it_is_deferred(
+    tmp_path: Path,
+) -> None:
+    # Prepare: the provider agrees and delivers its agreement; the consumer verifies
+    # at once, but its verification is not delivered yet, so the provider's
+    # acknowledgement of the agreement is deferred.
+    world = World(tmp_path, auto=True)
+    started = _start(world.consumer)
+    world.consumer.dispatch_due()
+    world.provider.dispatch_due()
+    mine = world.consumer.store.get(started.id)
+    theirs = world.provider.store.get(mine.provider_pid)
+
+    # Execute
+    shown = world.provider.dsp_state(theirs)
+
+    # Assert: AGREED (what DSP says once the consumer acknowledged the agreement), not
+    # the REQUESTED the stored AGREEING would show.
+    assert (mine.state.value, theirs.state.value) == ("VERIFYING", "AGREEING")
+    assert world.provider.is_unsettled(theirs)
+    assert visible_state(theirs).value == "REQUESTED"
+    assert shown.value == "AGREED"
 
 
 def test_an_operator_action_saves_the_deferred_acknowledgement_first(tmp_path: Path) -> None:
