@@ -28,11 +28,11 @@ import grpc
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from measure import measure_rate, spawn_echo, write_section  # noqa: E402
+from measure import measure_rate, spawn_echo, start_researcher, write_section  # noqa: E402
 
 from connector.identity import TLSFiles, channel_credentials, init_ca, issue_certificate, load_tls  # noqa: E402
 from connector.v1 import catalog_protocol_pb2, catalog_protocol_pb2_grpc, peer_management_pb2  # noqa: E402
-from node.setup import NodeInit, PeerSpec  # noqa: E402
+from node.setup import NodeInit  # noqa: E402
 from node.supervisor import start_node  # noqa: E402
 
 MARK_BEGIN = "<!-- bench:foundation:begin -->"
@@ -80,15 +80,7 @@ def main() -> None:
             echo.wait(20)
 
         city = start_node(city_cfg.path, work / "city.log")
-        researcher_cfg = NodeInit(
-            name="researcher",
-            pki_dir=work / "pki",
-            out_dir=work / "researcher",
-            protocol_listen="127.0.0.1:0",
-            management_listen="127.0.0.1:0",
-            peers=[PeerSpec("city-a", "urn:hanse:city-a", city.protocol)],
-        ).write()
-        researcher = start_node(researcher_cfg.path, work / "researcher.log")
+        researcher = start_researcher(work, city)
         echo_tls, echo_tls_address, _ = spawn_echo(work, tls_args)
         echo_plain, echo_plain_address, _ = spawn_echo(work, [])
         rows: list[tuple[str, int, float, float, float]] = []

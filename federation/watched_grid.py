@@ -99,24 +99,20 @@ class WatchedGrid(Grid):
                 city = self.city_of(message.metadata.dst_node_id)
                 cities[city] = {"ok": False, "error": "no reply before the round timed out"}
         floor = self._spec.min_aggregate
-        if phase == "train" and len(kept) < floor:
-            # An agreement allows its city's update only in an aggregate of at least
-            # ``floor`` cities: none of this round's updates is used.
-            self._progress.write(
-                "round",
-                phase=phase,
-                round=round_no,
-                rounds=self._spec.rounds,
-                cities=cities,
-                aggregated=False,
-                reason=f"{len(kept)} of the at least {floor} cities the agreements require "
+        # An agreement allows its city's update only in an aggregate of at least
+        # ``floor`` cities: below it, none of this round's updates is used.
+        short = phase == "train" and len(kept) < floor
+        below: dict[str, Any] = {}
+        if short:
+            below = {
+                "aggregated": False,
+                "reason": f"{len(kept)} of the at least {floor} cities the agreements require "
                 "(minParticipants) sent an accepted update; the model stays as it was",
-            )
-            return []
+            }
         self._progress.write(
-            "round", phase=phase, round=round_no, rounds=self._spec.rounds, cities=cities
+            "round", phase=phase, round=round_no, rounds=self._spec.rounds, cities=cities, **below
         )
-        return kept
+        return [] if short else kept
 
     def city_of(self, node_id: int) -> str:
         """The participant id the aggregator registered node ``node_id`` for."""

@@ -51,6 +51,7 @@ from connector.negotiation.messages import (
     agreement_message,
     build_agreement,
     finalized_event,
+    merged_constraints,
     negotiation_ack,
     new_pid,
     offer_message,
@@ -1035,17 +1036,12 @@ def _with_target(policy: Mapping[str, Any], offer_id: str, dataset_id: str) -> d
 def _with_usage(
     permissions: Sequence[Mapping[str, Any]], usage: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
-    """``permissions`` each with the usage's ``eq`` constraints it does not already have.
-
-    The same rule as :func:`~connector.negotiation.messages.build_agreement`, so the
-    offer a consumer sends and the agreement built from it list a constraint once.
-    """
+    """``permissions`` each with the usage's ``eq`` constraints (see ``merged_constraints``)."""
     stated = usage_constraints(usage)
-    out: list[dict[str, Any]] = []
-    for rule in permissions:
-        existing = list(rule.get("constraint", []))
-        out.append({**rule, "constraint": [*existing, *(c for c in stated if c not in existing)]})
-    return out
+    return [
+        {**rule, "constraint": merged_constraints(rule.get("constraint", []), stated)}
+        for rule in permissions
+    ]
 
 
 def _constraints(offer: Mapping[str, Any]) -> list[Mapping[str, Any]]:

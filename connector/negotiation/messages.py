@@ -42,6 +42,7 @@ __all__ = [
     "agreement_message",
     "build_agreement",
     "finalized_event",
+    "merged_constraints",
     "negotiation_ack",
     "negotiation_error",
     "new_pid",
@@ -464,10 +465,21 @@ def build_agreement(
             existing = permission.get("constraint", [])
             if not isinstance(existing, list):
                 raise ValueError("a permission's constraint must be a list")
-            added = [c for c in stated if c not in existing]
-            permission["constraint"] = [*existing, *copy.deepcopy(added)]
+            permission["constraint"] = merged_constraints(existing, stated)
     _check_agreement(agreement)
     return agreement
+
+
+def merged_constraints(
+    existing: Sequence[Mapping[str, Any]], stated: Sequence[Mapping[str, Any]]
+) -> list[Any]:
+    """``existing`` followed by copies of the ``stated`` constraints it does not have yet.
+
+    The one rule for adding a consumer's stated usage to a permission: in the request
+    it sends and in the agreement built from it, so both list a constraint once.
+    """
+    added = [c for c in stated if c not in existing]
+    return [*existing, *copy.deepcopy(added)]
 
 
 def _validate(message: DspMessage) -> None:
